@@ -1,0 +1,105 @@
+"""Frozen configuration dataclasses shared by every thread (immutable, so safe to pass around).
+
+They are stored as JSON inside model files and next to every export.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from core.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], values: dict[str, Any]) -> T:
+    """Build a config dataclass from a dict; unknown keys are an error that lists the valid ones."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} key(s) {unknown}; valid keys: {sorted(names)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values)
+
+
+def to_json(config: Any) -> str:
+    return json.dumps(dataclasses.asdict(config), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """The Kaldi log-mel fbank AST was trained with, plus the normalisation of its checkpoint."""
+
+    sample_rate_hz: int = 16000     # AST is trained on 16 kHz audio; everything is resampled to it
+    num_mel_bins: int = 128         # frequency axis F of the model input
+    frame_length_samples: int = 400  # 25 ms analysis frames
+    frame_shift_samples: int = 160   # 10 ms hop: one model time step
+    num_frames: int = 1024          # model window T in frames (1024 = 10.24 s, AudioSet)
+    mean: float = -4.2677393        # dataset statistics of the checkpoint (AudioSet by default)
+    std: float = 4.5689974          # features are normalised as (x - mean) / (2 * std)
+
+    @property
+    def frame_shift_s(self) -> float:
+        return self.frame_shift_samples / self.sample_rate_hz
+
+    @property
+    def window_s(self) -> float:
+        """Nominal window length in seconds (num_frames x 10 ms, e.g. 10.24 s)."""
+        return self.num_frames * self.frame_shift_samples / self.sample_rate_hz
+
+    def with_frames(self, num_frames: int) -> "FeatureConfig":
+        return dataclasses.replace(self, num_frames=num_frames)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of an AST; the defaults are AST-base as released (base384, AudioSet)."""
+
+    num_classes: int = 527
+    num_mel_bins: int = 128
+    num_frames: int = 1024          # T the position table was built for
+    patch_size: int = 16
+    frequency_stride: int = 10
+    time_stride: int = 10
+    embed_dim: int = 768            # tiny 192, small 384, base 768
+    depth: int = 12
+    num_heads: int = 12             # embed_dim / 64 in the released checkpoints
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6          # blocks and final norm (original); Hugging Face uses 1e-12
+    head_norm_eps: float = 1e-5     # the head LayerNorm (original); Hugging Face uses 1e-12
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patch grid (frequency rows, time columns)."""
+        f = (self.num_mel_bins - self.patch_size) // self.frequency_stride + 1
+        t = (self.num_frames - self.patch_size) // self.time_stride + 1
+        return f, t
+
+    @property
+    def num_patches(self) -> int:
+        f, t = self.grid
+        return f * t
+
+
+@dataclass(frozen=True)
+class EventConfig:
+    """The event rule: per-label median filter, hysteresis, minimum duration, gap merge."""
+
+    on_threshold: float = 0.5        # an event opens when the smoothed score reaches this
+    off_threshold: float = 0.35      # ... and stays open until it falls below this (hysteresis)
+    median_windows: int = 3          # median filter length over consecutive windows (odd, 1 = off)
+    min_duration_s: float = 0.0      # shorter events are dropped
+    merge_gap_s: float = 1.0         # events of one label closer than this are merged
+    label_thresholds: tuple[tuple[str, float], ...] = field(default_factory=tuple)  # (label id or name, on threshold)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.off_threshold <= self.on_threshold <= 1.0:
+            raise ConfigError(
+                f"thresholds must satisfy 0 <= off ({self.off_threshold}) <= on ({self.on_threshold}) <= 1")
+        if self.median_windows < 1 or self.median_windows % 2 == 0:
+            raise ConfigError(f"median_windows must be a positive odd number, got {self.median_windows}")
+        if self.min_duration_s < 0 or self.merge_gap_s < 0:
+            raise ConfigError("min_duration_s and merge_gap_s must be >= 0")
