@@ -1,0 +1,36 @@
+"""Shared fixtures: real clips, tiny models in every format users bring."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
+
+import pytest
+import torch
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def esc50_clip() -> Path:
+    """A real 5 s ESC-50 clip (dog bark, CC0) committed under tests/data."""
+    return DATA / "1-100032-A-0.flac"
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_dir(tmp_path_factory) -> Path:
+    """A Hugging Face AST directory (random weights, 128-frame window, 4 labels) saved by transformers."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.ASTConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=512, max_length=128, num_labels=4,
+                                 id2label={0: "Speech", 1: "Dog", 2: "Baby cry, infant cry", 3: "Music"},
+                                 label2id={"Speech": 0, "Dog": 1, "Baby cry, infant cry": 2, "Music": 3})
+    model = transformers.ASTForAudioClassification(cfg).eval()
+    for p in model.parameters():  # larger than the init so that every weight matters
+        torch.nn.init.normal_(p, std=0.1)
+    path = tmp_path_factory.mktemp("hf") / "tiny-ast"
+    model.save_pretrained(path)
+    return path
