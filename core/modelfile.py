@@ -1,0 +1,367 @@
+"""Model files: our safetensors format, Hugging Face AST directories, original AST `.pth` checkpoints.
+
+Our format is one safetensors file; its metadata (string -> string) holds:
+  format="ast-tagger", format_version, model_config, feature_config (JSON of the config dataclasses),
+  labels (JSON [[index, id, name], ...]), provenance (JSON: data, recipe, metrics, code revision, ...).
+Weights use the original AST parameter names (`blocks.0.attn.qkv.weight`, `mlp_head.1.bias`, ...).
+
+Nothing here unpickles: `.pth` / `.bin` go through `torch.load(weights_only=True)` only.
+Loading happens on whichever thread builds a tagger (analysis thread, GUI worker, CLI).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save
+
+from core.config import FeatureConfig, ModelConfig, from_dict, to_json
+from core.errors import ModelFileError
+from core.labels import ASSETS, LabelSet, audioset_labels
+from core.model import AST
+
+log = logging.getLogger(__name__)
+
+FORMAT = "ast-tagger"
+FORMAT_VERSION = "1"
+MODELS_DIR = ASSETS / "models"
+DEFAULT_MODEL_NAME = "default"
+
+# Normalisation statistics of the released checkpoints, by their number of outputs (AST.md).
+AUDIOSET_STATS = (-4.2677393, 4.5689974)
+KNOWN_HEADS = {
+    527: ("AudioSet", AUDIOSET_STATS),
+    50: ("ESC-50", (-6.6268077, 5.358466)),
+    35: ("Speech Commands V2", (-6.845978, 5.5654526)),
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with everything needed to feed it and name its outputs."""
+
+    model: AST
+    features: FeatureConfig
+    labels: LabelSet
+    name: str                 # what exports call it (file name, directory, or hub id)
+    source_format: str        # "ast-tagger", "huggingface" or "ast-pth"
+    provenance: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- our format
+
+def save_model_file(path: str | Path, model: AST, features: FeatureConfig, labels: LabelSet,
+                    provenance: dict | None = None) -> Path:
+    """Write one self-describing safetensors file atomically (temp file + rename)."""
+    path = Path(path)
+    if len(labels) != model.config.num_classes:
+        raise ValueError(f"{len(labels)} labels for a model with {model.config.num_classes} outputs")
+    if features.num_frames != model.config.num_frames:
+        raise ValueError(f"feature window {features.num_frames} != model window {model.config.num_frames}")
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_config": to_json(model.config),
+        "feature_config": to_json(features),
+        "labels": labels.to_json(),
+        "provenance": json.dumps(provenance or {}, sort_keys=True, default=str),
+    }
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    payload = save(tensors, metadata=metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _load_ours(path: Path) -> LoadedModel:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        if metadata.get("format") != FORMAT:
+            raise ModelFileError(f"{path} is a safetensors file but not an {FORMAT} model file "
+                                 f"(no '{FORMAT}' metadata); pass a model file made by `python -m training`, "
+                                 "a Hugging Face AST directory or an original AST .pth")
+        model_cfg = from_dict(ModelConfig, json.loads(metadata["model_config"]))
+        features = from_dict(FeatureConfig, json.loads(metadata["feature_config"]))
+        labels = LabelSet.from_json(metadata["labels"])
+        provenance = json.loads(metadata.get("provenance", "{}"))
+        state = load_file(str(path))
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
+        if isinstance(e, ModelFileError):
+            raise
+        raise ModelFileError(f"{path} is not a readable model file ({type(e).__name__}: {e})") from e
+    model = _build(model_cfg, state, str(path))
+    return LoadedModel(model, features, labels, path.stem, FORMAT, provenance)
+
+
+# ----------------------------------------------------------------------------- Hugging Face
+
+_HF_RENAMES = [
+    (r"^embeddings\.cls_token$", "cls_token"),
+    (r"^embeddings\.distillation_token$", "dist_token"),
+    (r"^embeddings\.position_embeddings$", "pos_embed"),
+    (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+    # transformers 5 names its modules differently in memory (files on disk keep the classic names)
+    (r"^layers\.(\d+)\.layernorm_before\.", r"blocks.\1.norm1."),
+    (r"^layers\.(\d+)\.layernorm_after\.", r"blocks.\1.norm2."),
+    (r"^layers\.(\d+)\.attention\.o_proj\.", r"blocks.\1.attn.proj."),
+    (r"^layers\.(\d+)\.mlp\.", r"blocks.\1.mlp."),
+    (r"^encoder\.layer\.(\d+)\.layernorm_before\.", r"blocks.\1.norm1."),
+    (r"^encoder\.layer\.(\d+)\.layernorm_after\.", r"blocks.\1.norm2."),
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"blocks.\1.attn.proj."),
+    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"blocks.\1.mlp.fc1."),
+    (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"blocks.\1.mlp.fc2."),
+    (r"^layernorm\.", "norm."),
+    (r"^classifier\.layernorm\.", "mlp_head.0."),
+    (r"^classifier\.dense\.", "mlp_head.1."),
+]
+_HF_QKV = re.compile(r"^(?:encoder\.layer|layers)\.(\d+)\.attention\.(?:attention\.)?(query|key|value|q_proj|k_proj|v_proj)"
+                     r"\.(weight|bias)$")
+_QKV_PART = {"q_proj": "query", "k_proj": "key", "v_proj": "value"}
+
+
+def hf_to_ast_state(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename Hugging Face `ASTForAudioClassification` weights to ours; q, k, v are stacked into qkv."""
+    state: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in hf_state.items():
+        key = key.removeprefix("audio_spectrogram_transformer.")
+        if m := _HF_QKV.match(key):
+            qkv.setdefault((m[1], m[3]), {})[_QKV_PART.get(m[2], m[2])] = value
+            continue
+        for pattern, repl in _HF_RENAMES:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                state[new] = value
+                break
+        else:
+            raise ModelFileError(f"unexpected weight '{key}' in a Hugging Face AST checkpoint")
+    for (layer, kind), parts in qkv.items():
+        if set(parts) != {"query", "key", "value"}:
+            raise ModelFileError(f"layer {layer} lacks some of query/key/value {kind}")
+        state[f"blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
+    return state
+
+
+def _load_hf_dir(path: Path, name: str | None = None) -> LoadedModel:
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{path}/config.json is not readable JSON ({e})") from e
+    model_type = config.get("model_type")
+    if model_type != "audio-spectrogram-transformer":
+        raise ModelFileError(f"{path} holds a Hugging Face '{model_type}' model, not an Audio Spectrogram "
+                             "Transformer (model_type 'audio-spectrogram-transformer')")
+    if config.get("hidden_act", "gelu") != "gelu":
+        raise ModelFileError(f"{path}: hidden_act {config['hidden_act']!r} is not supported (only 'gelu')")
+    eps = float(config.get("layer_norm_eps", 1e-12))
+    id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
+    hidden = int(config.get("hidden_size", 768))
+    model_cfg = ModelConfig(
+        num_classes=len(id2label) if id2label else int(config.get("num_labels", 2)),
+        num_mel_bins=int(config.get("num_mel_bins", 128)),
+        num_frames=int(config.get("max_length", 1024)),
+        patch_size=int(config.get("patch_size", 16)),
+        frequency_stride=int(config.get("frequency_stride", 10)),
+        time_stride=int(config.get("time_stride", 10)),
+        embed_dim=hidden,
+        depth=int(config.get("num_hidden_layers", 12)),
+        num_heads=int(config.get("num_attention_heads", 12)),
+        mlp_ratio=int(config.get("intermediate_size", 4 * hidden)) / hidden,
+        qkv_bias=bool(config.get("qkv_bias", True)),
+        norm_eps=eps, head_norm_eps=eps,
+    )
+    if (path / "model.safetensors").exists():
+        weights = path / "model.safetensors"
+        try:
+            hf_state = load_file(str(weights))
+        except (SafetensorError, OSError) as e:
+            raise ModelFileError(f"{weights} is not a readable safetensors file ({e})") from e
+    elif (path / "pytorch_model.bin").exists():
+        weights = path / "pytorch_model.bin"
+        hf_state = _torch_load(weights)
+    else:
+        raise ModelFileError(f"{path} has config.json but neither model.safetensors nor pytorch_model.bin")
+    state = hf_to_ast_state(hf_state)
+    names = [id2label[i] for i in range(model_cfg.num_classes)] if id2label else None
+    labels = _labels_for(model_cfg.num_classes, names)
+    mean, std = KNOWN_HEADS.get(model_cfg.num_classes, (None, AUDIOSET_STATS))[1]
+    pre = path / "preprocessor_config.json"
+    if pre.exists():
+        try:
+            pre_cfg = json.loads(pre.read_text(encoding="utf-8"))
+            mean, std = float(pre_cfg.get("mean", mean)), float(pre_cfg.get("std", std))
+        except (OSError, ValueError) as e:
+            raise ModelFileError(f"{pre} is not readable JSON ({e})") from e
+    features = FeatureConfig(num_mel_bins=model_cfg.num_mel_bins, num_frames=model_cfg.num_frames,
+                             mean=mean, std=std)
+    model = _build(model_cfg, state, str(path))
+    return LoadedModel(model, features, labels, name or str(path), "huggingface",
+                       {"source": str(path), "format": "huggingface"})
+
+
+# ----------------------------------------------------------------------------- original .pth
+
+def _torch_load(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types here; all mean "not loadable"
+        if "weights_only" in str(e) or "Unpickl" in type(e).__name__:
+            raise ModelFileError(f"{path} contains pickled objects other than tensors; refusing to unpickle "
+                                 "it (only plain weight dictionaries are loaded)") from e
+        raise ModelFileError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelFileError(f"{path} does not hold a dictionary of weight tensors")
+    return obj
+
+
+def _frames_for_columns(t: int, stride: int, patch: int) -> int:
+    """The window T (frames) that gives t patch columns; prefers a multiple of 16 (1024, 512, 128)."""
+    candidates = range((t - 1) * stride + patch, t * stride + patch)
+    return next((T for T in candidates if T % 16 == 0), candidates[0])
+
+
+def _load_pth(path: Path) -> LoadedModel:
+    raw = _torch_load(path)
+    state = {}
+    for key, value in raw.items():
+        key = key.removeprefix("module.").removeprefix("v.")
+        if key.startswith(("head.", "head_dist.")):
+            continue  # the unused 1000-way ImageNet heads of the released files
+        state[key] = value
+    try:
+        D = state["cls_token"].shape[-1]
+        num_classes = state["mlp_head.1.weight"].shape[0]
+        patch = state["patch_embed.proj.weight"].shape[-1]
+        num_tokens = state["pos_embed"].shape[1] - 2
+    except KeyError as e:
+        raise ModelFileError(f"{path} is not an AST checkpoint: it has no {e.args[0]} weight "
+                             "(expected keys like module.v.cls_token, module.mlp_head.1.weight)") from None
+    depth = 1 + max(int(m[1]) for k in state if (m := re.match(r"blocks\.(\d+)\.", k)))
+    base = ModelConfig(num_classes=num_classes, embed_dim=D, depth=depth, num_heads=max(1, D // 64),
+                       patch_size=patch)
+    f = base.grid[0]
+    if num_tokens % f:
+        raise ModelFileError(f"{path}: {num_tokens} patches do not form a {f}-row grid")
+    model_cfg = dataclasses.replace(base, num_frames=_frames_for_columns(num_tokens // f, base.time_stride, patch))
+    name, (mean, std) = KNOWN_HEADS.get(num_classes, (None, AUDIOSET_STATS))
+    if name is None:
+        log.warning("%s: %d outputs match no released AST head; using generic labels and AudioSet "
+                    "statistics", path, num_classes)
+    labels = _labels_for(num_classes, None)
+    features = FeatureConfig(num_frames=model_cfg.num_frames, mean=mean, std=std)
+    model = _build(model_cfg, state, str(path))
+    return LoadedModel(model, features, labels, path.name, "ast-pth", {"source": str(path), "format": "ast-pth"})
+
+
+# ----------------------------------------------------------------------------- shared
+
+def _labels_for(num_classes: int, names: list[str] | None) -> LabelSet:
+    """AudioSet labels (with MIDs) for 527 outputs, else the given names, else class_N."""
+    if num_classes == 527:
+        audioset = audioset_labels()
+        if names is None or names == audioset.names:
+            return audioset
+    if names is None:
+        return LabelSet.generic(num_classes)
+    return LabelSet.from_names(names)
+
+
+def _build(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -> AST:
+    """Build an AST and load every weight, checking that no key is missing or left over."""
+    model = AST(cfg)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        raise ModelFileError(f"{where}: weights do not fit an AST {cfg.embed_dim}x{cfg.depth}: "
+                             f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
+def _hub_dir(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as e:
+        raise ModelFileError(f"'{repo_id}' looks like a Hugging Face Hub id, but huggingface_hub is not "
+                             "installed (pip install huggingface_hub)") from e
+    patterns = ["config.json", "preprocessor_config.json", "model.safetensors"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as online_error:  # noqa: BLE001 - network, auth and cache errors all land here
+        try:
+            return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+        except Exception:  # noqa: BLE001
+            raise ModelFileError(
+                f"cannot fetch the Hugging Face model '{repo_id}' ({type(online_error).__name__}) and it is "
+                "not in the local cache. Download it on a machine with internet "
+                f"(`hf download {repo_id}` or git clone https://huggingface.co/{repo_id}) and pass the "
+                "directory with --model PATH") from online_error
+
+
+def shipped_models() -> dict[str, Path]:
+    """Models in assets/models by name (file stem)."""
+    return {p.stem: p for p in sorted(MODELS_DIR.glob("*.safetensors"))}
+
+
+def load_model(spec: str | Path | None = None, num_frames: int | None = None) -> LoadedModel:
+    """Load a model from any spec the user may give.
+
+    spec: our `.safetensors` file, a Hugging Face AST directory, an original AST `.pth`, the name of a
+    shipped model (None = the shipped default), or a Hub id such as `MIT/ast-finetuned-audioset-10-10-0.4593`.
+    num_frames: window length to run at; the position table is cut or interpolated once here.
+    """
+    if spec is None or str(spec) in shipped_models() or str(spec) == DEFAULT_MODEL_NAME:
+        name = DEFAULT_MODEL_NAME if spec is None else str(spec)
+        shipped = shipped_models()
+        if name not in shipped:
+            raise ModelFileError("no default model is shipped yet (assets/models/ has none); pass --model with "
+                                 "a model file, a Hugging Face AST directory, an original AST .pth or a Hub id "
+                                 "such as MIT/ast-finetuned-audioset-10-10-0.4593")
+        loaded = _load_ours(shipped[name])
+    else:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            if not (path / "config.json").exists():
+                raise ModelFileError(f"{path} is a directory without config.json, not a Hugging Face model")
+            loaded = _load_hf_dir(path)
+        elif path.is_file():
+            if path.stat().st_size == 0:
+                raise ModelFileError(f"{path} is empty (0 bytes), not a model file")
+            with open(path, "rb") as f:
+                head = f.read(8)
+            if path.suffix in (".pth", ".pt", ".bin", ".ckpt") or head[:2] == b"PK":
+                loaded = _load_pth(path)
+            else:
+                loaded = _load_ours(path)
+        elif re.fullmatch(r"[\w.-]+/[\w.-]+", str(spec)) and not str(spec).startswith((".", "/")):
+            loaded = _load_hf_dir(_hub_dir(str(spec)), name=str(spec))
+        else:
+            raise ModelFileError(f"model '{spec}' not found: not a file, a directory, a shipped model "
+                                 f"({', '.join(shipped_models()) or 'none shipped'}) or a Hub id (owner/name)")
+    if num_frames is not None and num_frames != loaded.features.num_frames:
+        loaded.model.resize_window(num_frames)
+        loaded.features = loaded.features.with_frames(num_frames)
+    return loaded

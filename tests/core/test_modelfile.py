@@ -1,0 +1,203 @@
+"""Model files: ours round-trips, Hugging Face directories and original .pth load unchanged and give
+Hugging Face's logits; everything that is not a model is refused with a clear error."""
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from core.config import FeatureConfig, ModelConfig
+from core.errors import ModelFileError
+from core.labels import LabelSet, audioset_labels
+from core.model import AST, resize_pos_embed
+from core.modelfile import hf_to_ast_state, load_model, save_model_file
+
+transformers = pytest.importorskip("transformers")
+
+
+def hf_logits(path, x, original_eps=False):
+    """Logits of transformers' AST. original_eps: give its LayerNorms the eps of the original AST code
+    (1e-6 in the blocks and final norm, 1e-5 in the head) instead of Hugging Face's 1e-12, so that an
+    original .pth holding the same weights is the same function."""
+    hf = transformers.ASTForAudioClassification.from_pretrained(path).eval()
+    if original_eps:
+        for module in hf.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.eps = 1e-6
+        hf.classifier.layernorm.eps = 1e-5
+    with torch.no_grad():
+        return hf(x).logits
+
+
+def to_original_pth(hf_dir, out_path):
+    """Write the weights of a Hugging Face directory in the layout of the original AST .pth files."""
+    state = hf_to_ast_state(load_file(str(hf_dir / "model.safetensors")))
+    original = {("module." if k.startswith("mlp_head") else "module.v.") + k: v for k, v in state.items()}
+    D = state["cls_token"].shape[-1]
+    original["module.v.head.weight"] = torch.zeros(1000, D)  # the unused ImageNet heads of the released files
+    original["module.v.head_dist.weight"] = torch.zeros(1000, D)
+    torch.save(original, out_path)
+    return out_path
+
+
+def test_hugging_face_directory_gives_hf_logits(tiny_hf_dir):
+    loaded = load_model(tiny_hf_dir)
+    x = torch.randn(3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = loaded.model(x)
+    torch.testing.assert_close(ours, hf_logits(tiny_hf_dir, x), atol=1e-4, rtol=0)
+    assert loaded.labels.names == ["Speech", "Dog", "Baby cry, infant cry", "Music"]
+    assert loaded.features.num_frames == 128 and loaded.source_format == "huggingface"
+
+
+def test_hugging_face_bin_directory(tiny_hf_dir, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "config.json").write_text((tiny_hf_dir / "config.json").read_text())
+    torch.save(load_file(str(tiny_hf_dir / "model.safetensors")), bin_dir / "pytorch_model.bin")
+    x = torch.randn(2, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(bin_dir).model(x), hf_logits(tiny_hf_dir, x), atol=1e-4, rtol=0)
+
+
+def test_original_pth_gives_hf_logits(tiny_hf_dir, tmp_path):
+    pth = to_original_pth(tiny_hf_dir, tmp_path / "audio_mdl.pth")
+    loaded = load_model(pth)
+    cfg = loaded.model.config
+    assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.num_frames, cfg.num_classes) == (128, 2, 2, 128, 4)
+    assert (cfg.norm_eps, cfg.head_norm_eps) == (1e-6, 1e-5)  # the original code's LayerNorms
+    x = torch.randn(2, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), hf_logits(tiny_hf_dir, x, original_eps=True),
+                                   atol=1e-4, rtol=0)
+
+
+def test_ast_base_audioset_shapes_match_hugging_face(tmp_path):
+    """AST-base (768 x 12, 1024 frames, 527 AudioSet outputs) through both loaders against transformers."""
+    torch.manual_seed(0)
+    names = audioset_labels().names
+    cfg = transformers.ASTConfig(num_labels=527, id2label=dict(enumerate(names)),
+                                 label2id={n: i for i, n in enumerate(names)})
+    transformers.ASTForAudioClassification(cfg).save_pretrained(tmp_path / "hf")
+    x = torch.randn(1, 1024, 128)
+    from_dir = load_model(tmp_path / "hf")
+    from_pth = load_model(to_original_pth(tmp_path / "hf", tmp_path / "audioset_10_10_0.4593.pth"))
+    for loaded, ref in ((from_dir, hf_logits(tmp_path / "hf", x)),
+                        (from_pth, hf_logits(tmp_path / "hf", x, original_eps=True))):
+        assert sum(p.numel() for p in loaded.model.parameters()) == 86_594_063  # AST.md: 86.59 M
+        assert loaded.labels[0].id == "/m/09x0r" and loaded.labels[0].name == "Speech"
+        assert (loaded.features.mean, loaded.features.std, loaded.features.num_frames) == (-4.2677393, 4.5689974, 1024)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.model(x), ref, atol=1e-4, rtol=0)
+
+
+def test_our_format_round_trip(tmp_path):
+    cfg = ModelConfig(num_classes=3, num_frames=64, embed_dim=32, depth=1, num_heads=2)
+    model = AST(cfg).eval()
+    labels = LabelSet.from_names(["a", "b", "c, d"], ids=["/m/a", "/m/b", "cd"])
+    features = FeatureConfig(num_frames=64, mean=-6.0, std=5.0)
+    path = save_model_file(tmp_path / "m.safetensors", model, features, labels, {"data": "unit test"})
+    loaded = load_model(path)
+    assert loaded.model.config == cfg and loaded.features == features and loaded.labels == labels
+    assert loaded.provenance == {"data": "unit test"} and loaded.source_format == "ast-tagger"
+    x = torch.randn(2, 64, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), model(x), atol=0, rtol=0)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def reference_resize(pos, f_dim, t_dim, old_f, old_t):
+    """Transcription of the original AST code (ast_models.py) for a table trained at (old_f, old_t)."""
+    D = pos.shape[-1]
+    new = pos[:, 2:, :].detach().reshape(1, old_f * old_t, D).transpose(1, 2).reshape(1, D, old_f, old_t)
+    if t_dim < old_t:
+        new = new[:, :, :, int(old_t / 2) - int(t_dim / 2): int(old_t / 2) - int(t_dim / 2) + t_dim]
+    else:
+        new = torch.nn.functional.interpolate(new, size=(old_f, t_dim), mode="bilinear")
+    new = new.reshape(1, D, f_dim * t_dim).transpose(1, 2)
+    return torch.cat([pos[:, :2, :].detach(), new], dim=1)
+
+
+@pytest.mark.parametrize("new_t", [12, 50, 101, 150])
+def test_position_table_resize_matches_original_code(new_t):
+    pos = torch.randn(1, 2 + 12 * 101, 16)
+    torch.testing.assert_close(resize_pos_embed(pos, (12, 101), (12, new_t)), reference_resize(pos, 12, new_t, 12, 101))
+
+
+def test_load_for_another_window_length(tiny_hf_dir):
+    loaded = load_model(tiny_hf_dir, num_frames=64)
+    assert loaded.features.num_frames == 64 and loaded.model.config.num_frames == 64
+    assert loaded.model.pos_embed.shape == (1, 2 + 12 * 5, 128)
+    with torch.no_grad():
+        assert loaded.model(torch.randn(1, 64, 128)).shape == (1, 4)
+        with pytest.raises(ValueError, match="expects input"):
+            loaded.model(torch.randn(1, 128, 128))
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b""), "empty"),
+    (lambda p: p.write_text("this is not a model"), "not a readable model file"),
+    (lambda p: save_file({"w": torch.zeros(2)}, str(p)), "not an ast-tagger model file"),
+])
+def test_not_a_model_file(tmp_path, make, message):
+    path = tmp_path / "model.safetensors"
+    make(path)
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+
+
+def test_pth_with_pickle_payload_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"module.v.cls_token": Evil()}, f)
+    with pytest.raises(ModelFileError, match="refusing to unpickle"):
+        load_model(path)
+    torch.save({"module.v.cls_token": torch.zeros(1), "extra": Evil()}, tmp_path / "evil2.pth")
+    with pytest.raises(ModelFileError, match="refusing to unpickle"):
+        load_model(tmp_path / "evil2.pth")
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_pth_that_is_not_an_ast(tmp_path):
+    torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "resnet.pth")
+    with pytest.raises(ModelFileError, match="not an AST checkpoint"):
+        load_model(tmp_path / "resnet.pth")
+
+
+def test_hugging_face_directory_of_another_architecture(tmp_path):
+    cfg = transformers.BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    transformers.BertModel(cfg).save_pretrained(tmp_path / "bert")
+    with pytest.raises(ModelFileError, match="'bert' model, not an Audio Spectrogram Transformer"):
+        load_model(tmp_path / "bert")
+
+
+def test_broken_hugging_face_directories(tiny_hf_dir, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((tiny_hf_dir / "config.json").read_text())
+    with pytest.raises(ModelFileError, match="neither model.safetensors nor pytorch_model.bin"):
+        load_model(broken)
+    (broken / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(ModelFileError, match="not a readable safetensors"):
+        load_model(broken)
+    config = json.loads((tiny_hf_dir / "config.json").read_text())
+    config["hidden_size"] = 64  # weights no longer fit the config
+    (broken / "config.json").write_text(json.dumps(config))
+    (broken / "model.safetensors").write_bytes((tiny_hf_dir / "model.safetensors").read_bytes())
+    with pytest.raises(ModelFileError, match="do not fit"):
+        load_model(broken)
+
+
+def test_unknown_spec_and_offline_hub_id(tmp_path, monkeypatch):
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "nope.safetensors")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    with pytest.raises(ModelFileError, match="MIT/ast-finetuned-audioset-10-10-0.4593.*--model"):
+        load_model("MIT/ast-finetuned-audioset-10-10-0.4593")
