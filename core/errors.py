@@ -18,3 +18,11 @@ class ModelFileError(TaggerError):
 
 class ConfigError(TaggerError, ValueError):
     """A configuration value or override is invalid."""
+
+
+class ExportError(TaggerError):
+    """An export file could not be written (disk full, no permission, ...); files already written are complete."""
+
+
+class ExportExistsError(TaggerError, FileExistsError):
+    """An export target already exists and overwriting was not asked for (--force / overwrite=True)."""
