@@ -1,0 +1,247 @@
+"""core.audio_io: streaming resampler against torchaudio, block-wise decoding, and bad-input errors."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from core.audio_io import AudioInfo, StreamingResampler, iter_blocks, probe, read_audio
+from core.errors import AudioError
+
+
+def _noise(num_samples: int, num_channels: int = 1, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = 0.3 * rng.standard_normal((num_samples, num_channels)).astype(np.float32)
+    return x[:, 0] if num_channels == 1 else x
+
+
+def _reference(x: np.ndarray, orig_hz: int, new_hz: int) -> np.ndarray:
+    return AF.resample(torch.from_numpy(np.ascontiguousarray(x)), orig_hz, new_hz).numpy()
+
+
+def _stream(resampler: StreamingResampler, x: np.ndarray, chunk_sizes: list[int]) -> np.ndarray:
+    bounds = np.cumsum([0] + chunk_sizes)
+    parts = [resampler.process(x[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return np.concatenate(parts + [resampler.process(x[bounds[-1]:]), resampler.flush()])
+
+
+# --- StreamingResampler -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("orig_hz", [44100, 48000, 192000, 8000, 22050])
+def test_resampler_matches_torchaudio_for_random_chunking(orig_hz: int) -> None:
+    x = _noise(orig_hz // 4 + 37, seed=orig_hz)                   # 0.25 s plus an odd tail
+    ref = _reference(x, orig_hz, 16000)
+    rng = np.random.default_rng(orig_hz)
+    chunkings = {
+        "random": list(rng.integers(0, 3000, size=40)),           # includes 0 (empty chunks)
+        "ones_then_big": [1] * 500 + [0, 0] + [4000, 1, 0, 2],
+        "one_shot": [],
+    }
+    for name, sizes in chunkings.items():
+        y = _stream(StreamingResampler(orig_hz, 16000), x, [int(s) for s in sizes])
+        assert y.dtype == np.float32
+        assert len(y) == len(ref), name
+        np.testing.assert_allclose(y, ref, atol=1e-5, rtol=0, err_msg=name)
+
+
+def test_resampler_every_chunk_of_one_sample() -> None:
+    x = _noise(3000, seed=1)
+    y = _stream(StreamingResampler(44100, 16000), x, [1] * len(x))
+    ref = _reference(x, 44100, 16000)
+    assert len(y) == len(ref)
+    np.testing.assert_allclose(y, ref, atol=1e-5, rtol=0)
+
+
+def test_resampler_empty_stream_gives_no_output() -> None:
+    # torchaudio itself cannot resample 0 samples (view error); the stream gives 0 samples.
+    r = StreamingResampler(44100, 16000)
+    assert len(r.process(np.zeros(0, dtype=np.float32))) == 0 and len(r.flush()) == 0
+
+
+@pytest.mark.parametrize("num_samples", [1, 2, 100, 441, 442])
+def test_resampler_short_streams_have_torchaudio_length(num_samples: int) -> None:
+    x = _noise(num_samples, seed=2)
+    y = _stream(StreamingResampler(44100, 16000), x, [1] * num_samples)
+    ref = _reference(x, 44100, 16000)
+    assert len(y) == len(ref)
+    np.testing.assert_allclose(y, ref, atol=1e-5, rtol=0)
+
+
+def test_resampler_identity_passes_samples_through() -> None:
+    x = _noise(1000)
+    r = StreamingResampler(16000, 16000)
+    y = np.concatenate([r.process(x[:10]), r.process(x[10:]), r.flush()])
+    np.testing.assert_array_equal(y, x)
+
+
+def test_resampler_memory_is_bounded() -> None:
+    r = StreamingResampler(44100, 16000)
+    chunk = _noise(4410)
+    sizes = []
+    for _ in range(50):
+        r.process(chunk)
+        sizes.append(r.buffered_samples)
+    assert max(sizes) < 2 * 17 + 441        # kernel length for 44100 -> 16000 (width 17, orig 441)
+
+
+@pytest.mark.parametrize("bad", [0, -16000, 44100.0, "44100", True])
+def test_resampler_rejects_bad_rates(bad: object) -> None:
+    with pytest.raises(ValueError, match="positive integer"):
+        StreamingResampler(bad, 16000)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="new_hz"):
+        StreamingResampler(16000, bad)  # type: ignore[arg-type]
+
+
+def test_iter_blocks_rejects_bad_arguments(tmp_path) -> None:
+    path = tmp_path / "a.wav"
+    sf.write(path, _noise(1600), 16000)
+    with pytest.raises(ValueError, match="block_s"):
+        next(iter_blocks(path, 16000, block_s=0.0))
+    with pytest.raises(ValueError, match="target_rate_hz"):
+        next(iter_blocks(path, 16000.5))  # type: ignore[arg-type]
+
+
+# --- decoding -------------------------------------------------------------------------------------
+
+def test_probe_reports_header(tmp_path) -> None:
+    path = tmp_path / "a.wav"
+    sf.write(path, _noise(4410, 2), 44100, subtype="PCM_16")
+    info = probe(path)
+    assert info == AudioInfo(path=str(path), sample_rate_hz=44100, num_channels=2, num_samples=4410,
+                             duration_s=0.1, format="WAV", subtype="PCM_16")
+
+
+def test_iter_blocks_downmixes_8_channels_and_resamples(tmp_path) -> None:
+    path = tmp_path / "eight.wav"
+    sf.write(path, _noise(44100 * 2 + 123, 8), 44100, subtype="FLOAT")
+    whole, _ = sf.read(path, dtype="float32", always_2d=True)
+    ref = _reference(whole.mean(axis=1, dtype=np.float32), 44100, 16000)
+    blocks = list(iter_blocks(path, 16000, block_s=0.5))
+    assert all(len(b) == 8000 for b in blocks[:-1]) and 0 < len(blocks[-1]) <= 8000
+    y = np.concatenate(blocks)
+    assert len(y) == len(ref)
+    np.testing.assert_allclose(y, ref, atol=1e-5, rtol=0)
+
+
+def test_iter_blocks_192khz(tmp_path) -> None:
+    path = tmp_path / "hi.flac"
+    sf.write(path, _noise(192000 // 2, 2), 192000, subtype="PCM_24")
+    whole, _ = sf.read(path, dtype="float32", always_2d=True)
+    ref = _reference(whole.mean(axis=1, dtype=np.float32), 192000, 16000)
+    y = read_audio(path)
+    assert len(y) == len(ref) == 8000
+    np.testing.assert_allclose(y, ref, atol=1e-5, rtol=0)
+
+
+def test_non_finite_samples_become_finite_with_one_warning(tmp_path, caplog) -> None:
+    x = _noise(16000, 2)
+    x[100, 0], x[200, 1], x[300, 0], x[9000, 1] = np.nan, np.inf, -np.inf, np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    with caplog.at_level(logging.WARNING, logger="core.audio_io"):
+        y = read_audio(path)
+    assert len(y) == 16000 and np.isfinite(y).all()
+    assert y[100] == pytest.approx(x[100, 1] / 2) and y[200] == pytest.approx((x[200, 0] + 1) / 2)
+    assert y[300] == pytest.approx((x[300, 1] - 1) / 2)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "nan.wav" in warnings[0].getMessage() and " 4 non-finite" in warnings[0].getMessage()
+
+
+def test_read_audio_flac_at_16k_equals_whole_read(tmp_path) -> None:
+    path = tmp_path / "speechlike.flac"
+    sf.write(path, _noise(16000 * 3 + 5), 16000, subtype="PCM_16")
+    whole, _ = sf.read(path, dtype="float32")
+    y = read_audio(path)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, whole)
+
+
+def test_iter_blocks_yields_several_fixed_size_blocks(tmp_path) -> None:
+    path = tmp_path / "long.wav"
+    sf.write(path, _noise(22050 * 10), 22050)
+    blocks = list(iter_blocks(path, 16000, block_s=1.0))
+    assert [len(b) for b in blocks] == [16000] * 10
+
+
+def test_audio_shorter_than_a_kernel_decodes(tmp_path) -> None:
+    path = tmp_path / "tiny.wav"
+    sf.write(path, _noise(100), 16000)
+    assert len(read_audio(path)) == 100
+    sf.write(path, _noise(100), 44100)
+    assert len(read_audio(path)) == len(_reference(_noise(100), 44100, 16000)) == 37
+
+
+# --- bad input: AudioError with a helpful message -------------------------------------------------
+
+def _audio_error(path) -> str:
+    with pytest.raises(AudioError) as info:
+        read_audio(path)
+    with pytest.raises(AudioError):
+        probe(path)
+    return str(info.value)
+
+
+def test_missing_file(tmp_path) -> None:
+    msg = _audio_error(tmp_path / "nope.wav")
+    assert "not found" in msg and "nope.wav" in msg
+
+
+def test_directory(tmp_path) -> None:
+    msg = _audio_error(tmp_path)
+    assert "folder" in msg and "not an audio file" in msg
+
+
+def test_empty_file(tmp_path) -> None:
+    (tmp_path / "empty.wav").write_bytes(b"")
+    msg = _audio_error(tmp_path / "empty.wav")
+    assert "empty" in msg and "0 bytes" in msg
+
+
+def test_text_file_named_wav(tmp_path) -> None:
+    (tmp_path / "x.wav").write_text("this is not audio\n" * 20)
+    msg = _audio_error(tmp_path / "x.wav")
+    assert "x.wav" in msg and "not an audio file" in msg and "WAV, FLAC" in msg
+
+
+def test_header_without_samples(tmp_path) -> None:
+    path = tmp_path / "hollow.wav"
+    sf.write(path, np.zeros((0, 1), dtype=np.float32), 16000)
+    msg = _audio_error(path)
+    assert "contains no audio samples" in msg
+
+
+def test_m4a_is_unsupported_with_conversion_hint(tmp_path) -> None:
+    path = tmp_path / "song.m4a"
+    path.write_bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    msg = _audio_error(path)
+    assert "soundfile" in msg and "cannot read" in msg and "WAV or FLAC" in msg and "ffmpeg" in msg
+
+
+@pytest.mark.parametrize("block_s", [1.0, 4.0])
+def test_truncated_flac_yields_decodable_part_then_clean_error(tmp_path, block_s: float) -> None:
+    # libsndfile 1.2.2 keeps the header's length (10 s) and raises "flac decoder lost sync" on the read
+    # that reaches the cut, dropping that whole read. iter_blocks re-reads that stretch in 10 ms steps,
+    # yields the decodable audio, then raises an AudioError naming the file and the time.
+    path = tmp_path / "cut.flac"
+    sf.write(path, _noise(16000 * 10), 16000, subtype="PCM_16")
+    original, _ = sf.read(path, dtype="float32")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert probe(path).duration_s == 10.0
+    decoded = []
+    with pytest.raises(AudioError) as info:
+        for block in iter_blocks(path, 16000, block_s=block_s):
+            decoded.append(block)
+    msg = str(info.value)
+    assert "cut.flac" in msg and "failed at" in msg and "of 10.00 s" in msg and "truncated" in msg
+    assert "lost sync" in msg
+    failed_at_s = float(msg.split("failed at ")[1].split(" s")[0])
+    assert 4.0 < failed_at_s < 6.0                          # half the bytes of incompressible noise
+    y = np.concatenate(decoded)
+    assert len(y) == round(failed_at_s * 16000)
+    np.testing.assert_array_equal(y, original[: len(y)])
