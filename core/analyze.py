@@ -1,0 +1,179 @@
+"""File analysis: audio file -> sliding windows -> scores (a Timeline).
+
+Runs on a file-analysis thread (CLI main thread or a GUI worker). A helper thread decodes and resamples
+the file block by block into a small queue while this thread computes fbank frames (once per file, as
+they arrive) and runs windows through the model in batches, so memory stays bounded for any length:
+about one window plus one batch of frames, never the whole file.
+
+Window k starts at k * hop_s and covers the model's window; the last window reaches the end of the audio
+and is zero-padded in the log-mel domain as AST pads; audio shorter than a window gives one padded window.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from core.audio_io import iter_blocks, probe
+from core.errors import ConfigError, TaggerError
+from core.features import FbankStreamer
+from core.scorer import Scorer
+from core.timeline import Timeline
+
+ProgressFn = Callable[[float, float], None]  # (seconds analysed, seconds in the file)
+
+MIN_HOP_S, MAX_HOP_S = 0.01, 60.0
+
+
+class AnalysisCancelled(TaggerError):
+    """The analysis was cancelled through its cancel event."""
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where the windows of a stream of `num_frames_total` fbank frames start (all in frames)."""
+
+    window_frames: int
+    hop_frames: int
+
+    def num_windows(self, num_frames_total: int) -> int:
+        """Windows needed so that the last one reaches the end (at least one)."""
+        if num_frames_total <= self.window_frames:
+            return 1
+        return 1 + math.ceil((num_frames_total - self.window_frames) / self.hop_frames)
+
+    def start(self, k: int) -> int:
+        return k * self.hop_frames
+
+
+def hop_frames_for(hop_s: float, frame_shift_s: float = 0.01) -> int:
+    """Hop in fbank frames; the hop must be a whole number of 10 ms frames within sensible bounds."""
+    frames = round(hop_s / frame_shift_s)
+    if not (MIN_HOP_S <= hop_s <= MAX_HOP_S) or abs(frames * frame_shift_s - hop_s) > 1e-9:
+        raise ConfigError(f"hop must be a multiple of {frame_shift_s:g} s between {MIN_HOP_S:g} and "
+                          f"{MAX_HOP_S:g} s, got {hop_s!r}")
+    return frames
+
+
+class Analyzer:
+    """Analyse files with one model on one device. Not thread-safe: one Analyzer per analysis thread."""
+
+    def __init__(self, scorer: Scorer, hop_s: float = 1.0, batch_size: int | None = None,
+                 block_s: float = 8.0):
+        self.scorer = scorer
+        self.features = scorer.features
+        self.plan = WindowPlan(self.features.num_frames, hop_frames_for(hop_s, self.features.frame_shift_s))
+        self.hop_s = self.plan.hop_frames * self.features.frame_shift_s
+        self.batch_size = batch_size or (64 if scorer.device.type == "cuda" else 8)
+        self.block_s = block_s
+
+    def analyze(self, path: str, progress: ProgressFn | None = None,
+                cancel: threading.Event | None = None) -> Timeline:
+        """Decode, fbank once, score every window. Raises AudioError, AnalysisCancelled."""
+        info = probe(path)  # fails early, with a clear message, on files that cannot be read
+        rate = self.features.sample_rate_hz
+        total_s = info.duration_s
+        cancel = cancel or threading.Event()
+        plan, T, shift = self.plan, self.features.num_frames, self.features.frame_shift_s
+        streamer = FbankStreamer(self.features, device=self.scorer.device)
+        buffer = torch.zeros(0, self.features.num_mel_bins, device=self.scorer.device)  # frames [buffer_start, ...)
+        buffer_start = 0
+        next_window = 0
+        scores: list[np.ndarray] = []
+
+        def run(ks: list[int]) -> None:
+            nonlocal buffer, buffer_start
+            windows = [buffer[plan.start(k) - buffer_start: plan.start(k) - buffer_start + T] for k in ks]
+            if all(w.shape[0] == T for w in windows):
+                batch = torch.stack(windows)                             # (B, T, F)
+            else:  # the tail: windows that run past the end are padded by the scorer
+                batch = torch.stack([torch.nn.functional.pad(w, (0, 0, 0, T - w.shape[0])) for w in windows])
+            scores.append(self.scorer(batch))
+            drop = plan.start(ks[-1] + 1) - buffer_start
+            if drop > 0:
+                buffer, buffer_start = buffer[drop:], buffer_start + drop
+
+        for block in _prefetch(iter_blocks(path, rate, self.block_s), cancel):
+            frames = streamer.push(block)
+            buffer = torch.cat([buffer, frames]) if buffer.numel() else frames
+            available = buffer_start + buffer.shape[0]
+            ready = []  # complete windows of this batch
+            while plan.start(next_window) + T <= available:
+                ready.append(next_window)
+                next_window += 1
+                if len(ready) == self.batch_size:
+                    run(ready)
+                    ready = []
+                    if cancel.is_set():
+                        raise AnalysisCancelled(f"analysis of {path} was cancelled")
+            if ready:
+                run(ready)
+            if progress:
+                progress(min(streamer.num_samples / rate, total_s), total_s)
+
+        num_frames_total = streamer.num_frames
+        num_samples = streamer.num_samples
+        remaining = list(range(next_window, plan.num_windows(num_frames_total)))
+        for i in range(0, len(remaining), self.batch_size):
+            run(remaining[i:i + self.batch_size])
+        duration_s = num_samples / rate
+        if progress:
+            progress(total_s, total_s)
+        starts = np.round(np.arange(plan.num_windows(num_frames_total)) * self.hop_s, 6)
+        ends = np.minimum(starts + self.features.window_s, duration_s)
+        loaded = self.scorer.loaded
+        return Timeline(
+            source=str(path), labels=loaded.labels, starts_s=starts, ends_s=ends,
+            scores=np.concatenate(scores).astype(np.float32), duration_s=duration_s,
+            window_s=self.features.window_s, hop_s=self.hop_s, model_name=loaded.name,
+            device=str(self.scorer.device), sample_rate_hz=rate, kind="file",
+            extra={"source_sample_rate_hz": info.sample_rate_hz, "source_channels": info.num_channels},
+        )
+
+
+def _prefetch(blocks, cancel: threading.Event, depth: int = 4):
+    """Run a block iterator on a helper thread (decoding overlaps inference); re-raise its errors here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                while not stop.is_set():
+                    try:
+                        q.put(block, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer thread
+            q.put(e)
+
+    thread = threading.Thread(target=produce, name="decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            if cancel.is_set():
+                raise AnalysisCancelled("analysis was cancelled")
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue, then let it finish
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.1)
+        blocks.close() if hasattr(blocks, "close") else None

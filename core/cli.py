@@ -1,0 +1,193 @@
+"""Headless command-line front end: `python main.py analyze ...` (no Qt).
+
+Runs on the main thread; the only module of core/ that prints (results and one-line errors for the user).
+Exit codes: 0 every file succeeded, 1 some failed (the others are still analysed and written), 2 usage.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from core.config import EventConfig
+from core.errors import ConfigError, ExportExistsError, ModelFileError, TaggerError
+from core.events import detect_events
+from core.export import FORMATS, export_combined, export_timeline, target_paths
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf"}
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments: printed as one line, exit code 2."""
+
+
+def add_event_arguments(p: argparse.ArgumentParser) -> None:
+    d = EventConfig()
+    g = p.add_argument_group("event rule")
+    g.add_argument("--threshold", type=float, default=d.on_threshold, metavar="P",
+                   help=f"score that opens an event (default {d.on_threshold})")
+    g.add_argument("--off-threshold", type=float, default=None, metavar="P",
+                   help=f"score below which an open event closes (default: threshold x {d.off_threshold / d.on_threshold:.2f})")
+    g.add_argument("--label-threshold", action="append", default=[], metavar="LABEL=P",
+                   help="on threshold for one label (id or display name); repeatable")
+    g.add_argument("--median", type=int, default=d.median_windows, metavar="N",
+                   help=f"median filter length in windows, odd (default {d.median_windows})")
+    g.add_argument("--min-duration", type=float, default=d.min_duration_s, metavar="S",
+                   help=f"drop events shorter than S seconds (default {d.min_duration_s})")
+    g.add_argument("--merge-gap", type=float, default=d.merge_gap_s, metavar="S",
+                   help=f"merge events of one label closer than S seconds (default {d.merge_gap_s})")
+
+
+def event_config_from(args: argparse.Namespace) -> EventConfig:
+    d = EventConfig()
+    off = args.off_threshold if args.off_threshold is not None else args.threshold * d.off_threshold / d.on_threshold
+    per_label = []
+    for item in args.label_threshold:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name:
+            raise UsageError(f"--label-threshold expects LABEL=P, got {item!r}")
+        try:
+            per_label.append((name, float(value)))
+        except ValueError:
+            raise UsageError(f"--label-threshold {item!r}: {value!r} is not a number") from None
+    return EventConfig(on_threshold=args.threshold, off_threshold=off, median_windows=args.median,
+                       min_duration_s=args.min_duration, merge_gap_s=args.merge_gap,
+                       label_thresholds=tuple(per_label))
+
+
+def parse_formats(text: str) -> list[str]:
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in FORMATS]
+    if unknown or not keys:
+        raise UsageError(f"unknown format(s) {unknown or text!r}; choose from {','.join(FORMATS)}")
+    return keys
+
+
+def collect_audio(paths: list[str]) -> list[tuple[Path, Path]]:
+    """(file, folder it was found under) for every file argument and audio file under folder arguments."""
+    found: list[tuple[Path, Path]] = []
+    for item in paths:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            if not files:
+                log.warning("no audio files (%s) under %s", ", ".join(sorted(AUDIO_SUFFIXES)), path)
+            found.extend((f, path) for f in files)
+        else:
+            found.append((path, path.parent))  # a missing file fails later, with the others still analysed
+    return found
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    """The `analyze` subcommand."""
+    from tqdm import tqdm
+
+    from core.analyze import Analyzer
+    from core.modelfile import load_model
+    from core.scorer import Scorer
+
+    formats = parse_formats(args.formats)
+    event_config = event_config_from(args)
+    files = collect_audio(args.paths)
+    if not files:
+        raise UsageError("no audio files found in the given paths")
+    out_root = Path(args.out).expanduser() if args.out else None
+    loaded = load_model(args.model)
+    from core.events import thresholds_for
+    thresholds_for(loaded.labels, event_config)  # unknown --label-threshold names fail before any work
+    analyzer = Analyzer(Scorer(loaded, args.device), hop_s=args.hop, batch_size=args.batch_size)
+    print(f"model {loaded.name} ({len(loaded.labels)} labels, window {loaded.features.window_s:.2f} s, "
+          f"hop {analyzer.hop_s:g} s) on {analyzer.scorer.device}", file=sys.stderr)
+
+    failures, results = 0, []
+    bar = tqdm(total=len(files), unit="file", file=sys.stderr, dynamic_ncols=True, disable=args.quiet)
+    for path, root in files:
+        out_dir = out_root / path.parent.relative_to(root) if out_root else path.parent
+        bar.set_postfix_str(path.name)
+        try:
+            if not args.force and (existing := [p for p in target_paths(out_dir, path.stem, formats) if p.exists()]):
+                raise ExportExistsError(f"{existing[0]} already exists; pass --force to overwrite")
+
+            def progress(done_s: float, total_s: float, _bar=bar) -> None:
+                _bar.set_postfix_str(f"{path.name} {done_s:.0f}/{total_s:.0f} s")
+
+            timeline = analyzer.analyze(str(path), progress=progress)
+            events = detect_events(timeline, event_config)
+            export_timeline(timeline, events, event_config, out_dir, formats, overwrite=args.force)
+            results.append((timeline, events))
+            tqdm.write(f"{path}: {len(events)} events, {timeline.num_windows} windows -> {out_dir}", file=sys.stderr)
+        except (TaggerError, OSError) as e:
+            failures += 1
+            tqdm.write(f"error: {path}: {e}", file=sys.stderr)
+            if args.debug:
+                traceback.print_exc()
+        bar.update(1)
+    bar.close()
+    if args.combined and results:
+        try:
+            written = export_combined(results, event_config, out_root or Path.cwd(), formats, overwrite=args.force)
+            print(f"combined tables of {len(results)} files: {', '.join(str(p) for p in written)}", file=sys.stderr)
+        except (TaggerError, OSError) as e:
+            failures += 1
+            print(f"error: combined tables: {e}", file=sys.stderr)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def build_analyze_parser(sub) -> None:
+    p = sub.add_parser("analyze", parents=[common_parser()], help="tag audio files into timelines and exports",
+                       description="Tag audio files (or folders, recursively) with an AST model and write "
+                                   "event tables (CSV, Audacity, Raven, Sonic Visualiser, BirdNET, DCASE).")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
+    p.add_argument("--model", default=None, metavar="SPEC",
+                   help="our model file, a Hugging Face AST directory, an original AST .pth, a shipped model "
+                        "name or a Hub id such as MIT/ast-finetuned-audioset-10-10-0.4593 (default: shipped default)")
+    p.add_argument("--hop", type=float, default=1.0, metavar="S", help="seconds between windows (default 1.0)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: next to each audio file); folder inputs are mirrored under it")
+    p.add_argument("--formats", default="tags,scores,params", metavar="LIST",
+                   help=f"comma-separated, from {','.join(FORMATS)} (default tags,scores,params)")
+    p.add_argument("--combined", action="store_true", help="also write one combined table per format")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="windows per model call")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_event_arguments(p)
+    p.set_defaults(func=run_analyze)
+
+
+def common_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logging")
+    return common
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="main.py", parents=[common_parser()],
+                                     description="Real-time audio tagging with the Audio Spectrogram "
+                                                 "Transformer. Without a command, opens the desktop app.")
+    sub = parser.add_subparsers(dest="command")
+    build_analyze_parser(sub)
+    args = parser.parse_args(argv)
+    args.debug = getattr(args, "debug", False)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s: %(message)s")
+    if args.command is None:
+        print("The desktop window is not part of this build yet; use a command:", file=sys.stderr)
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except (UsageError, ConfigError, ModelFileError) as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
