@@ -83,6 +83,14 @@ def collect_audio(paths: list[str]) -> list[tuple[Path, Path]]:
     return found
 
 
+def _duration_or_zero(path: Path) -> float:
+    from core.audio_io import probe
+    try:
+        return probe(path).duration_s
+    except TaggerError:
+        return 0.0
+
+
 def run_analyze(args: argparse.Namespace) -> int:
     """The `analyze` subcommand."""
     from tqdm import tqdm
@@ -104,29 +112,34 @@ def run_analyze(args: argparse.Namespace) -> int:
     print(f"model {loaded.name} ({len(loaded.labels)} labels, window {loaded.features.window_s:.2f} s, "
           f"hop {analyzer.hop_s:g} s) on {analyzer.scorer.device}", file=sys.stderr)
 
+    durations = {path: _duration_or_zero(path) for path, _ in files}  # bad files fail later, one by one
     failures, results = 0, []
-    bar = tqdm(total=len(files), unit="file", file=sys.stderr, dynamic_ncols=True, disable=args.quiet)
+    bar = tqdm(total=round(sum(durations.values()), 1), unit="s", file=sys.stderr, dynamic_ncols=True,
+               disable=args.quiet, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
     for path, root in files:
         out_dir = out_root / path.parent.relative_to(root) if out_root else path.parent
         bar.set_postfix_str(path.name)
+        counted = 0.0  # seconds of this file already on the bar
+
+        def progress(done_s: float, total_s: float) -> None:
+            nonlocal counted
+            bar.update(done_s - counted)
+            counted = done_s
+
         try:
             if not args.force and (existing := [p for p in target_paths(out_dir, path.stem, formats) if p.exists()]):
                 raise ExportExistsError(f"{existing[0]} already exists; pass --force to overwrite")
-
-            def progress(done_s: float, total_s: float, _bar=bar) -> None:
-                _bar.set_postfix_str(f"{path.name} {done_s:.0f}/{total_s:.0f} s")
-
             timeline = analyzer.analyze(str(path), progress=progress)
             events = detect_events(timeline, event_config)
             export_timeline(timeline, events, event_config, out_dir, formats, overwrite=args.force)
             results.append((timeline, events))
-            tqdm.write(f"{path}: {len(events)} events, {timeline.num_windows} windows -> {out_dir}", file=sys.stderr)
+            tqdm.write(f"{path}: {len(events)} events in {timeline.num_windows} windows -> {out_dir}", file=sys.stderr)
         except (TaggerError, OSError) as e:
             failures += 1
             tqdm.write(f"error: {path}: {e}", file=sys.stderr)
             if args.debug:
                 traceback.print_exc()
-        bar.update(1)
+        bar.update(durations[path] - counted)
     bar.close()
     if args.combined and results:
         try:

@@ -1,0 +1,144 @@
+"""File analysis: window timing, scores equal to Hugging Face's per-window pipeline, streaming and
+batching invariance, progress and cancellation, bounded memory on a one-hour file."""
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from core.analyze import AnalysisCancelled, Analyzer, WindowPlan, hop_frames_for
+from core.errors import ConfigError
+from core.modelfile import load_model
+from core.scorer import Scorer
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def analyzer(tiny_hf_dir):
+    return Analyzer(Scorer(load_model(tiny_hf_dir), "cpu"), hop_s=0.5)
+
+
+def hf_window_scores(hf_dir, wave, hop_s, num_windows):
+    """The Hugging Face way: ASTFeatureExtractor on each window's samples, then the model."""
+    hf = transformers.ASTForAudioClassification.from_pretrained(hf_dir).eval()
+    extractor = transformers.ASTFeatureExtractor(max_length=hf.config.max_length)
+    span = 160 * (hf.config.max_length - 1) + 400
+    windows = [wave[round(k * hop_s * 16000): round(k * hop_s * 16000) + span] for k in range(num_windows)]
+    x = extractor(windows, sampling_rate=16000, return_tensors="pt").input_values
+    with torch.no_grad():
+        return torch.sigmoid(hf(x).logits).numpy()
+
+
+def test_window_plan():
+    plan = WindowPlan(window_frames=128, hop_frames=50)
+    assert plan.num_windows(0) == 1 and plan.num_windows(128) == 1
+    assert plan.num_windows(129) == 2 and plan.num_windows(178) == 2 and plan.num_windows(179) == 3
+    assert [plan.start(k) for k in range(3)] == [0, 50, 100]
+    assert hop_frames_for(1.0) == 100 and hop_frames_for(0.25) == 25
+    for bad in (0, -1, 0.005, 0.123, 1000):
+        with pytest.raises(ConfigError, match="hop must be"):
+            hop_frames_for(bad)
+
+
+def test_scores_equal_hugging_face_per_window(analyzer, tiny_hf_dir, esc50_clip):
+    timeline = analyzer.analyze(str(esc50_clip))
+    # 5 s clip, 1.28 s window, 0.5 s hop: windows start at 0, 0.5, ..., 4.0; the last reaches the end
+    np.testing.assert_allclose(timeline.starts_s, np.arange(9) * 0.5)
+    assert timeline.ends_s[0] == pytest.approx(1.28) and timeline.ends_s[-1] == pytest.approx(5.0)
+    assert timeline.duration_s == pytest.approx(5.0) and timeline.window_s == pytest.approx(1.28)
+    wave = sf.read(esc50_clip, dtype="float32")[0]
+    ref = hf_window_scores(tiny_hf_dir, wave, 0.5, timeline.num_windows)
+    np.testing.assert_allclose(timeline.scores, ref, atol=1e-4, rtol=0)
+
+
+def test_block_size_and_batch_size_do_not_change_scores(tiny_hf_dir, esc50_clip):
+    loaded = load_model(tiny_hf_dir)
+    a = Analyzer(Scorer(loaded, "cpu"), hop_s=0.3, batch_size=1, block_s=0.37).analyze(str(esc50_clip))
+    b = Analyzer(Scorer(loaded, "cpu"), hop_s=0.3, batch_size=16, block_s=8.0).analyze(str(esc50_clip))
+    np.testing.assert_array_equal(a.starts_s, b.starts_s)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-5, rtol=0)
+
+
+def test_short_audio_gives_one_padded_window(analyzer, tiny_hf_dir, tmp_path):
+    for n in (100, 400, 8000):  # shorter than one fbank frame, one frame, half a second
+        path = tmp_path / f"short{n}.wav"
+        wave = (np.random.default_rng(n).standard_normal(n) * 0.1).astype(np.float32)
+        sf.write(path, wave, 16000)
+        timeline = analyzer.analyze(str(path))
+        assert timeline.num_windows == 1 and timeline.starts_s[0] == 0
+        assert timeline.ends_s[0] == pytest.approx(n / 16000)
+        assert np.isfinite(timeline.scores).all()
+        if n >= 400:
+            np.testing.assert_allclose(timeline.scores, hf_window_scores(tiny_hf_dir, wave, 0.5, 1), atol=1e-4)
+
+
+def test_other_rates_and_channels_are_resampled_and_downmixed(analyzer, tmp_path, esc50_clip):
+    wave = sf.read(esc50_clip, dtype="float32")[0]
+    import torchaudio.functional as AF
+    wave44 = AF.resample(torch.from_numpy(wave), 16000, 44100).numpy()
+    sf.write(tmp_path / "eight.wav", np.repeat(wave44[:, None], 8, axis=1), 44100, subtype="FLOAT")
+    ref = analyzer.analyze(str(esc50_clip))
+    multi = analyzer.analyze(str(tmp_path / "eight.wav"))
+    assert multi.num_windows == ref.num_windows and multi.duration_s == pytest.approx(5.0, abs=1e-3)
+    np.testing.assert_allclose(multi.scores, ref.scores, atol=0.02)  # resampled twice: close, not equal
+    sf.write(tmp_path / "hi.flac", AF.resample(torch.from_numpy(wave), 16000, 192000).numpy(), 192000)
+    assert analyzer.analyze(str(tmp_path / "hi.flac")).num_windows == ref.num_windows
+
+
+def test_nan_and_inf_samples_give_finite_scores(analyzer, tmp_path):
+    wave = (np.random.default_rng(0).standard_normal(32000) * 0.1).astype(np.float32)
+    wave[100:200] = np.nan
+    wave[5000] = np.inf
+    sf.write(tmp_path / "nan.wav", wave, 16000, subtype="FLOAT")
+    timeline = analyzer.analyze(str(tmp_path / "nan.wav"))
+    assert np.isfinite(timeline.scores).all()
+
+
+def test_progress_and_cancel(analyzer, esc50_clip):
+    seen = []
+    analyzer.analyze(str(esc50_clip), progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1] == (5.0, 5.0)
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(AnalysisCancelled):
+        analyzer.analyze(str(esc50_clip), cancel=cancel)
+    assert threading.active_count() < 10  # the decode thread does not linger
+
+
+ONE_HOUR = textwrap.dedent("""
+    import resource, sys
+    import numpy as np, soundfile as sf
+    from core.config import ModelConfig, FeatureConfig
+    from core.model import AST
+    from core.modelfile import LoadedModel
+    from core.labels import LabelSet
+    from core.scorer import Scorer
+    from core.analyze import Analyzer
+    path = sys.argv[1]
+    with sf.SoundFile(path, "w", 16000, 1, subtype="PCM_16") as f:  # one hour, written block by block
+        rng = np.random.default_rng(0)
+        for _ in range(60):
+            f.write((rng.standard_normal(16000 * 60) * 0.1).astype(np.float32))
+    cfg = ModelConfig(num_classes=10, num_frames=1024, embed_dim=64, depth=1, num_heads=1)
+    loaded = LoadedModel(AST(cfg).eval(), FeatureConfig(), LabelSet.generic(10), "tiny", "test")
+    analyzer = Analyzer(Scorer(loaded, "cpu"), hop_s=10.0)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    timeline = analyzer.analyze(path)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(timeline.num_windows, timeline.duration_s, (peak - before) / 1024)
+""")
+
+
+def test_one_hour_file_is_never_loaded_whole(tmp_path):
+    out = subprocess.run([sys.executable, "-c", ONE_HOUR, str(tmp_path / "hour.wav")], capture_output=True,
+                         text=True, check=True, cwd=str(__import__("pathlib").Path(__file__).parents[2])).stdout
+    num_windows, duration_s, extra_mb = out.split()
+    assert int(num_windows) == 360 and float(duration_s) == 3600.0
+    # the whole file would be 230 MB as float32 and its fbank 184 MB; block-wise stays far below that
+    assert float(extra_mb) < 150, f"peak memory grew by {extra_mb} MB while analysing one hour"
