@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,3 +246,24 @@ def test_truncated_flac_yields_decodable_part_then_clean_error(tmp_path, block_s
     y = np.concatenate(decoded)
     assert len(y) == round(failed_at_s * 16000)
     np.testing.assert_array_equal(y, original[: len(y)])
+
+
+@pytest.mark.parametrize("fmt, subtype, ext", [("OGG", "VORBIS", "ogg"), ("OGG", "OPUS", "opus"),
+                                               ("MP3", "MPEG_LAYER_III", "mp3"), ("FLAC", "PCM_24", "flac")])
+def test_compressed_formats_decode_to_the_same_sound(tmp_path, fmt: str, subtype: str, ext: str) -> None:
+    """wav/flac/ogg/opus/mp3 written by libsndfile decode back to (nearly) the same 16 kHz signal."""
+    clip = Path(__file__).parents[1] / "data" / "1-100032-A-0.flac"
+    wave, rate = sf.read(clip, dtype="float32")
+    sr = 48000 if subtype == "OPUS" else 44100  # opus only stores 8/12/16/24/48 kHz
+    resampled = AF.resample(torch.from_numpy(wave), rate, sr).numpy()
+    path = tmp_path / f"clip.{ext}"
+    sf.write(path, resampled, sr, format=fmt, subtype=subtype)
+    decoded = read_audio(path)
+    assert abs(len(decoded) - len(wave)) <= 0.1 * rate  # codecs may add a little padding
+    n = min(len(decoded), len(wave))
+    size = 2 * n
+    xcorr = np.fft.irfft(np.fft.rfft(decoded[:n], size) * np.conj(np.fft.rfft(wave[:n], size)), size)
+    lag = int(np.argmax(np.r_[xcorr[:2000], xcorr[-2000:]]))  # codec delay within +-125 ms
+    lag = lag if lag < 2000 else lag - 4000
+    a, b = (decoded[lag:n], wave[:n - lag]) if lag >= 0 else (decoded[:n + lag], wave[-lag:n])
+    assert np.corrcoef(a, b)[0, 1] > 0.95
