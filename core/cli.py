@@ -114,7 +114,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     durations = {path: _duration_or_zero(path) for path, _ in files}  # bad files fail later, one by one
     failures, results = 0, []
-    bar = tqdm(total=round(sum(durations.values()), 1), unit="s", file=sys.stderr, dynamic_ncols=True,
+    bar = tqdm(total=sum(durations.values()), unit="s", file=sys.stderr, dynamic_ncols=True,
                disable=args.quiet, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
     for path, root in files:
         out_dir = out_root / path.parent.relative_to(root) if out_root else path.parent
