@@ -88,11 +88,12 @@ class Analyzer:
 
         def run(ks: list[int]) -> None:
             nonlocal buffer, buffer_start
-            windows = [buffer[plan.start(k) - buffer_start: plan.start(k) - buffer_start + T] for k in ks]
-            if all(w.shape[0] == T for w in windows):
-                batch = torch.stack(windows)                             # (B, T, F)
-            else:  # the tail: windows that run past the end are padded by the scorer
-                batch = torch.stack([torch.nn.functional.pad(w, (0, 0, 0, T - w.shape[0])) for w in windows])
+            first, last = plan.start(ks[0]) - buffer_start, plan.start(ks[-1]) - buffer_start
+            if last + T <= buffer.shape[0]:  # consecutive full windows: a strided view, no copy
+                batch = buffer[first:last + T].unfold(0, T, plan.hop_frames).transpose(1, 2)  # (B, T, F)
+            else:  # the tail: windows that run past the end are zero-padded as AST pads
+                batch = torch.stack([torch.nn.functional.pad(w, (0, 0, 0, T - w.shape[0]))
+                                     for w in (buffer[first + i * plan.hop_frames:][:T] for i in range(len(ks)))])
             scores.append(self.scorer(batch))
             drop = plan.start(ks[-1] + 1) - buffer_start
             if drop > 0:
