@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  "Transformer. Without a command, opens the desktop app.")
     sub = parser.add_subparsers(dest="command")
     build_analyze_parser(sub)
+    from core.listen import build_parsers as build_listen_parsers
+    build_listen_parsers(sub, common_parser, add_event_arguments)
     args = parser.parse_args(argv)
     args.debug = getattr(args, "debug", False)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
