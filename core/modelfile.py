@@ -79,6 +79,7 @@ def save_model_file(path: str | Path, model: AST, features: FeatureConfig, label
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a model file is meant to be shared
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
@@ -275,12 +276,18 @@ def _load_pth(path: Path) -> LoadedModel:
 
 # ----------------------------------------------------------------------------- shared
 
+ESC50_CSV = ASSETS / "labels" / "esc50.csv"  # rows 0-49: ESC-50 targets in order (MIDs where clear); 50: speech
+
+
 def _labels_for(num_classes: int, names: list[str] | None) -> LabelSet:
-    """AudioSet labels (with MIDs) for 527 outputs, else the given names, else class_N."""
+    """AudioSet labels (with MIDs) for 527 outputs, ESC-50 labels for an unnamed 50-output head (an
+    original ESC-50 .pth), else the given names, else class_N."""
     if num_classes == 527:
         audioset = audioset_labels()
         if names is None or names == audioset.names:
             return audioset
+    if num_classes == 50 and names is None and ESC50_CSV.exists():
+        return LabelSet(LabelSet.from_csv(ESC50_CSV).labels[:50])
     if names is None:
         return LabelSet.generic(num_classes)
     return LabelSet.from_names(names)

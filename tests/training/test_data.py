@@ -1,0 +1,122 @@
+"""Sources, folds that never split a source recording, and the feature cache."""
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from core.config import FeatureConfig
+from training.data import ClipSet, FeatureCache, load_clips, parse_source, split_clips
+from training.labels import ESC50_CATEGORIES
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+needs_shared = pytest.mark.skipif(not (SHARED / "esc50" / "manifest.csv").exists(), reason="../shared/data absent")
+
+
+def test_parse_source_options():
+    assert parse_source("fsdd:/d/fsdd@label=speech@limit=5") == ("fsdd", "/d/fsdd", {"label": "speech", "limit": "5"})
+    with pytest.raises(ValueError, match="kind"):
+        parse_source("nope:/x")
+
+
+@needs_shared
+def test_esc50_folds_never_share_a_source_recording():
+    clips = load_clips((f"esc50:{SHARED / 'esc50'}",))
+    assert len(clips) == 2000 and sorted({c.labels[0] for c in clips}) == sorted(ESC50_CATEGORIES)
+    folds_of_group: dict[str, set[int]] = {}
+    for c in clips:
+        folds_of_group.setdefault(c.group, set()).add(c.fold)
+    # the official folds themselves put 4 Freesound recordings into two folds (under other classes)
+    shared = sorted(g for g, f in folds_of_group.items() if len(f) > 1)
+    assert shared == ["esc50:131943", "esc50:134049", "esc50:209698", "esc50:234879"]
+    for k in range(1, 6):
+        train, held = split_clips(clips, k)
+        assert len(held) == 400 and 1590 <= len(train) <= 1600  # official held-out fold kept whole
+        assert not {c.group for c in train} & {c.group for c in held}
+
+
+@needs_shared
+def test_esc50_public_layout_with_meta_csv_and_wav_names(tmp_path):
+    """meta/esc50.csv names .wav files; a copy holding .flac files (or .wav) loads the same."""
+    root = tmp_path / "ESC-50"
+    (root / "meta").mkdir(parents=True)
+    (root / "audio").mkdir()
+    rows = list(csv.DictReader(open(SHARED / "esc50" / "meta" / "esc50.csv")))[:3]
+    with open(root / "meta" / "esc50.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    for r in rows:
+        shutil.copy(SHARED / "esc50" / "audio" / r["filename"].replace(".wav", ".flac"),
+                    root / "audio" / r["filename"].replace(".wav", ".flac"))
+    clips = load_clips((f"esc50:{root}",))
+    assert [Path(c.path).suffix for c in clips] == [".flac"] * 3 and clips[0].fold == int(rows[0]["fold"])
+
+
+@needs_shared
+def test_fsdd_official_split_and_single_label():
+    clips = load_clips((f"fsdd:{SHARED / 'fsdd'}@label=speech@limit=100",))
+    train, held = split_clips(clips, 5)
+    assert len(train) == 100 and len(held) == 300
+    assert {c.labels for c in clips} == {("speech",)}
+    assert all(c.split == "test" for c in held)
+
+
+def test_folder_and_csv_sources_assign_folds_by_group(tmp_path, tiny_folders):
+    clips = load_clips((f"folders:{tiny_folders}",), num_folds=2)
+    assert {c.labels for c in clips} == {("dog",), ("hum",)} and {c.fold for c in clips} <= {1, 2}
+    table = tmp_path / "list.csv"
+    files = sorted(tiny_folders.rglob("*.flac"))
+    with open(table, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "labels", "group"])
+        for i, p in enumerate(files):
+            w.writerow([str(p), "dog;loud" if i % 2 else "", f"rec{i // 2}"])  # two takes per recording
+    clips = load_clips((f"csv:{table}",), num_folds=2)
+    assert clips[1].labels == ("dog", "loud") and clips[0].labels == ()
+    for k in (1, 2):
+        train, held = split_clips(clips, k)
+        assert not {c.group for c in train} & {c.group for c in held}
+
+
+def test_negatives_have_no_labels_and_a_held_out_split():
+    clips = load_clips(("negatives:8",))
+    assert all(c.labels == () for c in clips)
+    assert sum(c.split == "train" for c in clips) == 8 and sum(c.split == "test" for c in clips) == 2
+    assert len({c.path for c in clips}) == 10
+
+
+def test_cache_hits_and_is_invalidated_by_feature_config_and_content(tmp_path, tiny_folders):
+    clips = load_clips((f"folders:{tiny_folders}",))[:2]
+    first = FeatureCache(tmp_path, FeatureConfig())
+    a = first.load(clips)
+    assert first.computed == 2 and a[0].shape[1] == 128 and a[0].dtype == torch.float16
+    again = FeatureCache(tmp_path, FeatureConfig(num_frames=512, mean=0.0))  # window / statistics: same fbank
+    assert torch.equal(again.load(clips)[0], a[0]) and again.computed == 0
+    other = FeatureCache(tmp_path, FeatureConfig(num_mel_bins=64))
+    b = other.load(clips)
+    assert other.computed == 2 and b[0].shape[1] == 64
+    changed = tmp_path / "changed.flac"
+    wave, rate = sf.read(clips[0].path, dtype="float32")
+    sf.write(changed, wave * 0.5, rate)
+    edited = type(clips[0])(str(changed), clips[0].labels, "x", "g")
+    third = FeatureCache(tmp_path, FeatureConfig())
+    c = third.get(edited)
+    assert third.computed == 1 and not torch.equal(c, a[0])
+
+
+def test_batches_cut_long_and_pad_short_clips(tmp_path, tiny_folders):
+    clips = load_clips((f"folders:{tiny_folders}",))
+    data = ClipSet.build(clips, ["dog", "hum"], FeatureCache(tmp_path, FeatureConfig()))
+    n = data.frames[0].shape[0]  # 1.5 s -> 148 frames
+    x, valid, y = data.batch([0, 5], n + 20, random_place=False)
+    assert x.shape == (2, n + 20, 128) and valid[:, :n].all() and not valid[:, n:].any()
+    assert torch.equal(x[0, :n], data.frames[0]) and (x[:, n:] == 0).all()
+    x, valid, _ = data.batch([0], 100, random_place=False)
+    assert torch.equal(x[0], data.frames[0][:100]) and valid.all()
+    assert y.tolist() == [[1.0, 0.0], [0.0, 1.0]]

@@ -1,0 +1,85 @@
+"""Command line: `python -m training {train,cv,export,report} ...` (main thread).
+
+  python -m training train [--preset default|tiny] [key=value ...]
+  python -m training cv --folds 1,2,3,4,5 [--preset ...] [key=value ...]
+  python -m training export CKPT OUT.safetensors
+  python -m training report MODEL --out METRICS.json   (speech detection, false tags per minute, accuracy)
+
+Config keys are the fields of training/config.py TrainConfig, e.g. epochs=30 lr=5e-4 out_dir=/tmp/run
+data=esc50:/path/esc50,fsdd:/path/fsdd@label=speech  init=/path/hf-ast-dir  eval_fold=0.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from core.errors import TaggerError
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("train", "cv"):
+        s = sub.add_parser(name, help="train one run" if name == "train" else "k-fold cross-validation")
+        s.add_argument("--preset", default="default", help="named recipe (default, tiny)")
+        if name == "cv":
+            s.add_argument("--folds", default="1,2,3,4,5", help="folds to hold out in turn")
+        s.add_argument("overrides", nargs="*", metavar="key=value")
+    s = sub.add_parser("export", help="checkpoint -> model file (with a same-logits check)")
+    s.add_argument("checkpoint")
+    s.add_argument("out")
+    s = sub.add_parser("report", help="measure a model as the app sees it (Analyzer + event rule)")
+    s.add_argument("model", help="model file (default: the shipped default)", nargs="?")
+    s.add_argument("--out", default=None, help="write the metrics JSON here")
+    s.add_argument("--esc50", default=None, help="ESC-50 folder (default ../shared/data/esc50)")
+    s.add_argument("--fsdd", default=None, help="FSDD folder (default ../shared/data/fsdd)")
+    s.add_argument("--fold", type=int, default=5, help="held-out ESC-50 fold to score (default 5; 0 = skip)")
+    s.add_argument("--minutes", type=float, default=3.0, help="minutes of each silence/noise signal")
+    s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        if args.command in ("train", "cv"):
+            from training.config import make_config
+            from training.train import cross_validate, train
+            dash = [o for o in args.overrides if not o.startswith("--")]
+            cfg = make_config(args.preset, dash)
+            if args.command == "train":
+                result = train(cfg)
+                print(json.dumps({"model_file": result["model_file"], "metrics": _short(result["metrics"])}, indent=1))
+            else:
+                rows = cross_validate(cfg, [int(k) for k in args.folds.split(",")])
+                _print_table(rows)
+        elif args.command == "export":
+            from training.export import export_model
+            from training.train import load_checkpoint
+            model, features, labels, cfg, metrics = load_checkpoint(args.checkpoint)
+            print(export_model(model, features, labels, args.out, cfg, metrics))
+        else:
+            from training.report import report
+            result = report(args.model, out=args.out, esc50=args.esc50, fsdd=args.fsdd, fold=args.fold,
+                            minutes=args.minutes, threads=args.threads)
+            print(json.dumps(result, indent=1))
+    except (TaggerError, ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _short(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in ("per_class_ap", "confusion")}
+
+
+def _print_table(rows: list[dict]) -> None:
+    keys = [k for k in rows[0] if k != "fold"]
+    print("| fold | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for r in rows:
+        print(f"| {r['fold']} | " + " | ".join(f"{r.get(k, float('nan')):.4f}" for k in keys) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Datasets as manifests of clips, a feature cache on disk, and batches in memory.
+
+Used on the training (main) thread. A source is a string `kind:path[@key=value...]`:
+  esc50:DIR        ESC-50: DIR/manifest.csv (ours) or DIR/meta/esc50.csv + DIR/audio/ (public layout,
+                   .wav or .flac); label = `category`, official `fold`, group = `src_file`.
+  fsdd:DIR         Free Spoken Digit Dataset: official split (takes 0-4 test, 5-49 train). @label=NAME
+                   gives every clip one label (e.g. speech) instead of its digit; @limit=N keeps N
+                   training clips (seeded).
+  folders:DIR      one sub-folder per class; folds assigned per file (its group) by a stable hash.
+  csv:FILE         columns `path,labels` (labels separated by ';', empty = no label), optional `fold`,
+                   `group`, `split` (train/test); paths relative to the CSV's folder.
+  negatives:N      N synthetic 5.2 s clips of digital silence, low white/pink/brown noise and hum, all
+                   labels zero (plus N // 4 held-out ones with another seed); needs loss=bce.
+Any source takes @limit=N. Every clip's log-mel fbank is computed once and cached as float16 under
+`<cache>/<feature key>/<content hash>.npy`, so epochs never decode audio again.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import random
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core.audio_io import read_audio
+from core.config import FeatureConfig
+from core.features import Fbank
+from training.labels import ESC50_CATEGORIES
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+CACHE_VERSION = "1"  # bump when the fbank code changes
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: str                  # audio file, or "synth:<kind>:<level dBFS>:<seed>"
+    labels: tuple[str, ...]    # label names; () = nothing known is heard
+    source: str                # which source it came from ("esc50", "fsdd", "negatives", ...)
+    group: str                 # source recording: clips of one group never straddle folds
+    fold: int = 0              # 1..K, or 0 when the clip's `split` decides
+    split: str = ""            # "train" / "test" for sources with an official split, else ""
+
+
+# ----------------------------------------------------------------------------- sources
+
+def parse_source(spec: str) -> tuple[str, str, dict[str, str]]:
+    """'fsdd:/data/fsdd@label=speech@limit=600' -> ('fsdd', '/data/fsdd', {'label': 'speech', ...})."""
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind not in SOURCES:
+        raise ValueError(f"data source {spec!r} is not 'kind:path' with kind one of {sorted(SOURCES)}")
+    path, *opts = rest.split("@")
+    options = {}
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if not eq:
+            raise ValueError(f"option {opt!r} of data source {spec!r} is not key=value")
+        options[key] = value
+    return kind, path, options
+
+
+def _esc50(root: Path, opts: dict[str, str]) -> list[Clip]:
+    manifest = root / "manifest.csv"
+    rows = list(csv.DictReader(open(manifest if manifest.exists() else root / "meta" / "esc50.csv",
+                                    newline="", encoding="utf-8")))
+    clips = []
+    for r in rows:
+        name = r["filename"]
+        path = root / name if "/" in name else root / "audio" / name
+        if not path.exists():  # the public layout names .wav files; accept a .flac copy too
+            alt = [path.with_suffix(ext) for ext in AUDIO_EXTENSIONS if path.with_suffix(ext).exists()]
+            if not alt:
+                raise FileNotFoundError(f"ESC-50 clip {path} is missing (nor any of {AUDIO_EXTENSIONS})")
+            path = alt[0]
+        if opts.get("esc10") in ("1", "true", "True") and r["esc10"] != "True":
+            continue
+        clips.append(Clip(str(path), (r["category"],), "esc50", f"esc50:{r['src_file']}", int(r["fold"])))
+    return clips
+
+
+def _fsdd(root: Path, opts: dict[str, str]) -> list[Clip]:
+    rows = list(csv.DictReader(open(root / "manifest.csv", newline="", encoding="utf-8")))
+    return [Clip(str(root / r["filename"]), (opts.get("label") or r["label"],), "fsdd",
+                 f"fsdd:{r['speaker']}:{r['take']}", split=r["split"]) for r in rows]
+
+
+def _stable_fold(group: str, num_folds: int) -> int:
+    return zlib.crc32(group.encode()) % num_folds + 1
+
+
+def _folders(root: Path, opts: dict[str, str], num_folds: int = 5) -> list[Clip]:
+    clips = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for f in sorted(folder.rglob("*")):
+            if f.suffix.lower() in AUDIO_EXTENSIONS:
+                group = f"{folder.name}/{f.stem}"
+                clips.append(Clip(str(f), (folder.name,), root.name, group, _stable_fold(group, num_folds)))
+    if not clips:
+        raise ValueError(f"{root} has no class folders with audio files ({', '.join(AUDIO_EXTENSIONS)})")
+    return clips
+
+
+def _csv(path: Path, opts: dict[str, str], num_folds: int = 5) -> list[Clip]:
+    clips = []
+    for r in csv.DictReader(open(path, newline="", encoding="utf-8")):
+        if "path" not in r or "labels" not in r:
+            raise ValueError(f"{path} needs the columns path,labels (has {list(r)})")
+        labels = tuple(s.strip() for s in (r["labels"] or "").split(";") if s.strip())
+        group = r.get("group") or r["path"]
+        fold = int(r["fold"]) if r.get("fold") else (0 if r.get("split") else _stable_fold(group, num_folds))
+        clips.append(Clip(str(path.parent / r["path"]), labels, path.stem, group, fold, r.get("split") or ""))
+    return clips
+
+
+NOISE_KINDS = ("silence", "white", "pink", "brown", "hum")
+
+
+def synthetic_negatives(count: str, opts: dict[str, str]) -> list[Clip]:
+    n = int(count)
+    clips = []
+    for split, number, seed0 in (("train", n, 0), ("test", n // 4, 10_000_000)):
+        rng = random.Random(1234 + seed0)
+        for i in range(number):
+            kind = NOISE_KINDS[i % len(NOISE_KINDS)]
+            level = -120.0 if kind == "silence" else round(rng.uniform(-90.0, -30.0), 1)
+            path = f"synth:{kind}:{level}:{seed0 + i}"
+            clips.append(Clip(path, (), "negatives", path, split=split))
+    return clips
+
+
+def synth_audio(spec: str, seconds: float = 5.2, rate_hz: int = 16000) -> np.ndarray:
+    """Waveform of a synthetic negative 'synth:<kind>:<level dBFS RMS>:<seed>' (float32, [-1, 1])."""
+    _, kind, level, seed = spec.split(":")
+    rng = np.random.default_rng(int(seed))
+    n = int(seconds * rate_hz)
+    if kind == "silence":
+        return np.zeros(n, np.float32)
+    if kind == "hum":
+        t = np.arange(n) / rate_hz
+        f0 = rng.choice([50.0, 60.0])
+        x = sum(rng.uniform(0.2, 1.0) * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) for k in (1, 2, 3, 5))
+        x = x + 0.05 * rng.standard_normal(n)
+    else:
+        white = rng.standard_normal(n)
+        if kind == "white":
+            x = white
+        else:  # pink (1/f power) or brown (1/f^2) by shaping the spectrum
+            spectrum = np.fft.rfft(white)
+            f = np.maximum(np.fft.rfftfreq(n, 1 / rate_hz), 1.0)
+            x = np.fft.irfft(spectrum / (np.sqrt(f) if kind == "pink" else f), n)
+    x = x / (np.sqrt(np.mean(x ** 2)) + 1e-12) * 10 ** (float(level) / 20)
+    return np.clip(x, -1, 1).astype(np.float32)
+
+
+SOURCES = {"esc50", "fsdd", "folders", "csv", "negatives"}
+
+
+def load_clips(specs: tuple[str, ...] | list[str], num_folds: int = 5, seed: int = 0) -> list[Clip]:
+    """All clips of all sources, in source order (limits applied to training clips, seeded)."""
+    clips: list[Clip] = []
+    for spec in specs:
+        kind, path, opts = parse_source(spec)
+        if kind == "negatives":
+            part = synthetic_negatives(path, opts)
+        elif kind == "esc50":
+            part = _esc50(Path(path), opts)
+        elif kind == "fsdd":
+            part = _fsdd(Path(path), opts)
+        elif kind == "folders":
+            part = _folders(Path(path), opts, num_folds)
+        else:
+            part = _csv(Path(path), opts, num_folds)
+        if "limit" in opts:
+            train = [c for c in part if c.split != "test"]
+            keep = set(random.Random(seed).sample(range(len(train)), min(int(opts["limit"]), len(train))))
+            part = [c for i, c in enumerate(train) if i in keep] + [c for c in part if c.split == "test"]
+        clips += part
+    return clips
+
+
+def label_names(clips: list[Clip]) -> list[str]:
+    """Label vocabulary in first-seen order, except that ESC-50 categories keep their official order."""
+    seen = dict.fromkeys(label for c in clips for label in c.labels)
+    esc = [c for c in ESC50_CATEGORIES if c in seen]
+    return esc + [n for n in seen if n not in esc]
+
+
+def split_clips(clips: list[Clip], eval_fold: int) -> tuple[list[Clip], list[Clip]]:
+    """(train, eval): fold `eval_fold` plus official test splits are held out; 0 = train on all folds.
+
+    No source recording is on both sides: a training clip whose group also has a held-out clip is left
+    out of training. (ESC-50's official folds put 4 Freesound recordings into two folds each, under
+    different classes: 131943, 134049, 209698, 234879; this drops 0 to 3 training clips per fold.)
+    """
+    train = [c for c in clips if c.split == "train" or (not c.split and c.fold != eval_fold)]
+    held = [c for c in clips if c.split == "test" or (not c.split and eval_fold and c.fold == eval_fold)]
+    held_groups = {c.group for c in held}
+    leaking = [c for c in train if c.group in held_groups]
+    if leaking:
+        log.info("left %d training clips out: their source recordings are also held out (%s)", len(leaking),
+                 ", ".join(sorted({c.group for c in leaking})[:5]))
+    return [c for c in train if c.group not in held_groups], held
+
+
+# ----------------------------------------------------------------------------- feature cache
+
+def feature_key(features: FeatureConfig) -> str:
+    """What the cached fbank depends on (not the window or the normalisation, applied later)."""
+    fields = dict(sample_rate_hz=features.sample_rate_hz, num_mel_bins=features.num_mel_bins,
+                  frame_length_samples=features.frame_length_samples,
+                  frame_shift_samples=features.frame_shift_samples, version=CACHE_VERSION)
+    return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def content_key(path: str) -> str:
+    if path.startswith("synth:"):
+        return hashlib.sha1(path.encode()).hexdigest()
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+class FeatureCache:
+    """Log-mel fbank (T, F) float16 per clip, on disk under cache_dir/<feature key>/<content key>.npy."""
+
+    def __init__(self, cache_dir: str | Path, features: FeatureConfig):
+        self.features = features
+        self.dir = Path(cache_dir) / feature_key(features)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.fbank = Fbank(features)
+        self.computed = 0  # clips decoded by this instance (tests check that a warm cache decodes none)
+
+    def get(self, clip: Clip) -> torch.Tensor:
+        file = self.dir / f"{content_key(clip.path)}.npy"
+        if file.exists():
+            return torch.from_numpy(np.load(file))
+        if clip.path.startswith("synth:"):
+            wave = synth_audio(clip.path, rate_hz=self.features.sample_rate_hz)
+        else:
+            wave = read_audio(clip.path, self.features.sample_rate_hz)
+        with torch.no_grad():
+            frames = self.fbank(torch.from_numpy(wave)).to(torch.float16)  # (T, F)
+        tmp = file.with_suffix(".tmp.npy")
+        np.save(tmp, frames.numpy())
+        tmp.replace(file)
+        self.computed += 1
+        return frames
+
+    def load(self, clips: list[Clip], progress: bool = False) -> list[torch.Tensor]:
+        return [self.get(c) for c in tqdm(clips, desc="features", disable=not progress, leave=False)]
+
+
+@dataclass
+class ClipSet:
+    """Cached features of a list of clips plus their multi-hot targets, ready to batch."""
+
+    clips: list[Clip]
+    frames: list[torch.Tensor]   # (T_i, F) float32 log-mel per clip (float16 on disk)
+    targets: torch.Tensor        # (N, L) float32 multi-hot
+
+    @classmethod
+    def build(cls, clips: list[Clip], labels: list[str], cache: FeatureCache, progress: bool = False) -> "ClipSet":
+        index = {name: i for i, name in enumerate(labels)}
+        targets = torch.zeros(len(clips), len(labels))
+        for i, c in enumerate(clips):
+            for name in c.labels:
+                targets[i, index[name]] = 1.0
+        return cls(clips, [f.float() for f in cache.load(clips, progress)], targets)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def batch(self, idx: list[int] | torch.Tensor, num_frames: int, random_place: bool,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw log-mel windows (B, T, F) float32, valid-frame mask (B, T) bool, targets (B, L).
+
+        Long clips are cut (at a random start when random_place, else at 0, as AST cuts); short clips are
+        placed (at a random offset when random_place, else at 0) and zero-padded in the log-mel domain.
+        """
+        idx = [int(i) for i in idx]
+        F = self.frames[idx[0]].shape[-1]
+        x = torch.zeros(len(idx), num_frames, F)
+        valid = torch.zeros(len(idx), num_frames, dtype=torch.bool)
+        for row, i in enumerate(idx):
+            clip = self.frames[i]
+            length = clip.shape[0]
+            spare = abs(length - num_frames)
+            offset = int(torch.randint(spare + 1, (1,), generator=generator)) if random_place and spare else 0
+            if length >= num_frames:
+                x[row] = clip[offset:offset + num_frames]
+                valid[row] = True
+            else:
+                x[row, offset:offset + length] = clip
+                valid[row, offset:offset + length] = True
+        return x, valid, self.targets[idx]
