@@ -99,12 +99,23 @@ def test_usage_errors_exit_2(tiny_hf_dir, esc50_clip, tmp_path, capsys, argv, me
     assert not list(tmp_path.iterdir())
 
 
-def test_bad_model_exits_2(esc50_clip, tmp_path, capsys):
+def test_bad_model_exits_2(esc50_clip, tmp_path, capsys, monkeypatch):
     (tmp_path / "m.safetensors").write_text("garbage")
     assert main(["analyze", str(esc50_clip), "--model", str(tmp_path / "m.safetensors")]) == 2
     assert "not a readable model file" in capsys.readouterr().err
-    assert main(["analyze", str(esc50_clip)]) == 2  # no shipped default model yet
-    assert "--model" in capsys.readouterr().err
+    monkeypatch.setattr("core.modelfile.MODELS_DIR", tmp_path / "no-models")  # a checkout without assets/models
+    assert main(["analyze", str(esc50_clip)]) == 2
+    assert "no default model is shipped" in capsys.readouterr().err
+
+
+def test_shipped_default_model_is_used_without_model(tmp_path, capsys):
+    """A newcomer's first run: no --model, a real clip of a class the default model knows."""
+    clip = Path(__file__).parents[1] / "data" / "1-100032-A-0.flac"
+    assert main(["analyze", str(clip), "--out", str(tmp_path), "--quiet"]) == 0
+    assert "model default (51 labels" in capsys.readouterr().err
+    with open(tmp_path / f"{clip.stem}.scores.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert header[:2] == ["Start (s)", "End (s)"] and {"Dog", "Speech"} <= set(header)
 
 
 def test_entry_point_runs_as_a_subprocess(tiny_hf_dir, esc50_clip, tmp_path):

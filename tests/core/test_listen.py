@@ -148,6 +148,7 @@ def test_events_closed_live_are_final_and_come_in_time(median, gap, min_dur):
 
 def test_listen_checks_its_arguments_before_listening(monkeypatch, tmp_path, capsys, energy_model):
     monkeypatch.setattr(capture, "find_input_device", lambda spec=None: InputDevice(0, "mic", "ALSA", 1, 16000, True))
+    monkeypatch.setattr("core.modelfile.MODELS_DIR", tmp_path / "no-models")  # a checkout without assets/models
     assert main(["listen", "--out", str(tmp_path)]) == 2
     assert "no default model is shipped yet" in capsys.readouterr().err
     assert main(["listen", "--model", str(energy_model), "--hop", "0.1"]) == 2
@@ -226,10 +227,10 @@ def test_ctrl_c_stops_cleanly_and_writes_the_exports(virtual_mic, energy_model, 
                                 "--name", "ctrlc", "--formats", "tags,scores,params,audacity"])
     time.sleep(2.5)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
+    out, rest = proc.communicate(timeout=60)  # the reader thread and communicate() share stderr
     time.sleep(0.1)
-    assert proc.returncode == 0, "".join(lines)
-    err = "".join(lines)
+    err = "".join(lines) + (rest or "")
+    assert proc.returncode == 0, err
     assert "stopping: scoring the last windows" in err and "Traceback" not in err
     p = params(tmp_path / "ctrlc.params.csv")
     assert 2.0 < float(p["duration_s"]) < 6.0 and p["file"] == "live:default"
@@ -243,9 +244,9 @@ def test_device_vanishing_mid_stream_stops_cleanly_with_exports(virtual_mic, ene
                                     "--out", str(tmp_path), "--name", "gone"])
         time.sleep(2.5)
         assert vmic("stop").returncode == 0
-        out, _ = proc.communicate(timeout=60)
+        out, rest = proc.communicate(timeout=60)  # the reader thread and communicate() share stderr
         time.sleep(0.1)
-        err = "".join(lines)
+        err = "".join(lines) + (rest or "")
         assert proc.returncode == 1, err
         assert "stopped delivering audio after" in err and "what was heard before is exported" in err
         assert "Traceback" not in err
