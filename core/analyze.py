@@ -45,7 +45,8 @@ class WindowPlan:
         """Windows needed so that the last one reaches the end (at least one)."""
         if num_frames_total <= self.window_frames:
             return 1
-        return 1 + math.ceil((num_frames_total - self.window_frames) / self.hop_frames)
+        reach_end = 1 + math.ceil((num_frames_total - self.window_frames) / self.hop_frames)
+        return min(reach_end, math.ceil(num_frames_total / self.hop_frames))  # hop > window: none starts at the end
 
     def start(self, k: int) -> int:
         return k * self.hop_frames
@@ -95,7 +96,9 @@ class Analyzer:
                 batch = torch.stack([torch.nn.functional.pad(w, (0, 0, 0, T - w.shape[0]))
                                      for w in (buffer[first + i * plan.hop_frames:][:T] for i in range(len(ks)))])
             scores.append(self.scorer(batch))
-            drop = plan.start(ks[-1] + 1) - buffer_start
+            # frames before the next window are no longer needed; with a hop longer than the window the
+            # next window may start beyond the frames received so far, so never drop more than we hold
+            drop = min(plan.start(ks[-1] + 1) - buffer_start, buffer.shape[0])
             if drop > 0:
                 buffer, buffer_start = buffer[drop:], buffer_start + drop
 

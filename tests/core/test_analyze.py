@@ -142,3 +142,14 @@ def test_one_hour_file_is_never_loaded_whole(tmp_path):
     assert int(num_windows) == 360 and float(duration_s) == 3600.0
     # the whole file would be 230 MB as float32 and its fbank 184 MB; block-wise stays far below that
     assert float(extra_mb) < 150, f"peak memory grew by {extra_mb} MB while analysing one hour"
+
+
+@pytest.mark.parametrize("block_s", [0.37, 8.0])
+def test_hop_longer_than_the_window(tiny_hf_dir, esc50_clip, block_s):
+    """Windows 2 s apart with a 1.28 s window: gaps between windows, none starting at the very end."""
+    analyzer = Analyzer(Scorer(load_model(tiny_hf_dir), "cpu"), hop_s=2.0, batch_size=1, block_s=block_s)
+    timeline = analyzer.analyze(str(esc50_clip))
+    np.testing.assert_allclose(timeline.starts_s, [0.0, 2.0, 4.0])
+    wave = sf.read(esc50_clip, dtype="float32")[0]
+    np.testing.assert_allclose(timeline.scores, hf_window_scores(tiny_hf_dir, wave, 2.0, 3), atol=1e-4, rtol=0)
+    assert WindowPlan(512, 1000).num_windows(6000) == 6  # 60 s, 10 s hop: starts 0..50 s, not 60 s
