@@ -15,6 +15,7 @@ from core.config import EventConfig
 from core.errors import ConfigError, ExportExistsError, ModelFileError, TaggerError
 from core.events import detect_events
 from core.export import FORMATS, export_combined, export_timeline, target_paths
+from core.runtime import limit_heap_fragmentation
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     build_listen_parsers(sub, common_parser, add_event_arguments)
     args = parser.parse_args(argv)
     args.debug = getattr(args, "debug", False)
+    limit_heap_fragmentation()  # flat memory over long files (see core/runtime.py)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     if args.command is None:
