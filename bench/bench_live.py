@@ -196,15 +196,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hops", default="1.0,0.5", help="hops of the lag runs (default 1.0,0.5)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--json", type=Path, default=RESULTS / "live-cpu.json", help="where the JSON goes")
+    p.add_argument("--model", default=None, help="a model spec (e.g. default, the shipped model) instead of "
+                                                 "the random stand-in")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        scorer = Scorer(load_model(make_model(Path(tmp))), "cpu")
-    scorer(torch.zeros(1, 512, 128))   # first call pays one-off costs
+    if args.model:
+        scorer = Scorer(load_model(args.model), "cpu")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            scorer = Scorer(load_model(make_model(Path(tmp))), "cpu")
+    scorer(torch.zeros(1, scorer.num_frames, 128))   # first call pays one-off costs
     info = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.machine(),
             "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "model": "random AST 192 wide, 6 layers, 3 heads, 512 frames (5.12 s), 527 labels, fp32 CPU"}
+            "model": f"model {args.model}, fp32 CPU" if args.model else
+                     "random AST 192 wide, 6 layers, 3 heads, 512 frames (5.12 s), 527 labels, fp32 CPU"}
     lag = [lag_run(scorer, float(h), args.minutes * 60) for h in args.hops.split(",")]
     memory = memory_run(scorer, 1.0, args.long_minutes) if args.long_minutes > 0 else None
     print(f"{info['model']}; {info['cpus']} CPUs (load average {os.getloadavg()[0]:.1f} at the end), "
