@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core.config import EventConfig
 from core.errors import ConfigError, ExportExistsError, ModelFileError, TaggerError
-from core.events import detect_events
+from core.events import detect_events, thresholds_for
 from core.export import FORMATS, export_combined, export_timeline, target_paths
 from core.runtime import limit_heap_fragmentation
 
@@ -107,7 +107,6 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise UsageError("no audio files found in the given paths")
     out_root = Path(args.out).expanduser() if args.out else None
     loaded = load_model(args.model)
-    from core.events import thresholds_for
     thresholds_for(loaded.labels, event_config)  # unknown --label-threshold names fail before any work
     analyzer = Analyzer(Scorer(loaded, args.device), hop_s=args.hop, batch_size=args.batch_size)
     print(f"model {loaded.name} ({len(loaded.labels)} labels, window {loaded.features.window_s:.2f} s, "

@@ -295,7 +295,8 @@ def _labels_for(num_classes: int, names: list[str] | None) -> LabelSet:
 
 def _build(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -> AST:
     """Build an AST and load every weight, checking that no key is missing or left over."""
-    model = AST(cfg)
+    with torch.device("meta"):  # shapes only: every weight comes from `state`, so skip the random init
+        model = AST(cfg)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -304,7 +305,7 @@ def _build(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -> AST:
     if missing or unexpected or wrong:
         raise ModelFileError(f"{where}: weights do not fit an AST {cfg.embed_dim}x{cfg.depth}: "
                              f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.load_state_dict({k: v.float().contiguous() for k, v in state.items()}, assign=True)
     return model.eval()
 
 
