@@ -26,6 +26,7 @@ from core.scorer import Scorer
 from core.timeline import Timeline
 
 ProgressFn = Callable[[float, float], None]  # (seconds analysed, seconds in the file)
+FramesFn = Callable[[int, np.ndarray], None]  # (index of the first fbank frame, (N, F) raw log-mel copy)
 
 MIN_HOP_S, MAX_HOP_S = 0.01, 60.0
 
@@ -74,8 +75,11 @@ class Analyzer:
         self.block_s = block_s
 
     def analyze(self, path: str, progress: ProgressFn | None = None,
-                cancel: threading.Event | None = None) -> Timeline:
-        """Decode, fbank once, score every window. Raises AudioError, AnalysisCancelled."""
+                cancel: threading.Event | None = None, on_frames: FramesFn | None = None) -> Timeline:
+        """Decode, fbank once, score every window. Raises AudioError, AnalysisCancelled.
+
+        on_frames gets every block's new fbank frames (e.g. for a display), on this thread.
+        """
         info = probe(path)  # fails early, with a clear message, on files that cannot be read
         rate = self.features.sample_rate_hz
         total_s = info.duration_s
@@ -104,6 +108,8 @@ class Analyzer:
 
         for block in _prefetch(iter_blocks(path, rate, self.block_s), cancel):
             frames = streamer.push(block)
+            if on_frames is not None and frames.shape[0]:
+                on_frames(streamer.num_frames - frames.shape[0], frames.cpu().numpy().copy())
             buffer = torch.cat([buffer, frames]) if buffer.numel() else frames
             available = buffer_start + buffer.shape[0]
             ready = []  # complete windows of this batch

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 MIN_LIVE_HOP_S, MAX_LIVE_HOP_S = 0.25, 5.0
 AudioSink = Callable[[np.ndarray], None]   # gets every 16 kHz sample of the stream in order (gaps as zeros)
+FrameSink = Callable[[int, np.ndarray], None]  # (absolute index of the first fbank frame, (N, F) raw log-mel copy)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ class StreamingTagger:
     """Tags a live stream on its own thread; see the module docstring. One instance per stream."""
 
     def __init__(self, scorer: Scorer, reader: CaptureReader, config: TaggerConfig = TaggerConfig(),
-                 results: queue.Queue | None = None, on_audio: AudioSink | None = None):
+                 results: queue.Queue | None = None, on_audio: AudioSink | None = None,
+                 on_frames: FrameSink | None = None):
         features = scorer.features
         if reader.target_rate_hz != features.sample_rate_hz:
             raise ConfigError(f"the reader delivers {reader.target_rate_hz} Hz, the model expects "
@@ -119,6 +121,7 @@ class StreamingTagger:
         self.window_s = features.window_s
         self.results: queue.Queue = results if results is not None else queue.Queue()
         self.on_audio = on_audio
+        self.on_frames = on_frames   # e.g. a display: the model's own features, as they are computed
         self.state = TaggerState.IDLE
         self.warmup_progress = 0.0   # share of the first window heard, 0..1
         self.error: str | None = None
@@ -201,6 +204,9 @@ class StreamingTagger:
         self._position = start + len(samples)
         new = self._streamer.push(samples[cut:])
         if new.shape[0]:
+            if self.on_frames is not None:
+                first = self._frame_origin + self._streamer.num_frames - new.shape[0]
+                self.on_frames(first, new.cpu().numpy().copy())
             self._frames = torch.cat([self._frames, new]) if self._frames.shape[0] else new
 
     def _gap(self, start: int) -> None:
