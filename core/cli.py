@@ -10,6 +10,7 @@ import logging
 import sys
 import traceback
 from pathlib import Path
+from typing import Callable
 
 from core.config import EventConfig
 from core.errors import ConfigError, ExportExistsError, ModelFileError, TaggerError
@@ -180,11 +181,24 @@ def common_parser() -> argparse.ArgumentParser:
     return common
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_app_parser(sub) -> None:
+    p = sub.add_parser("app", parents=[common_parser()], help="open the desktop window (the default)",
+                       description="Open the desktop window: live tagging of a microphone, files dropped on "
+                                   "it analysed into timelines, exports.")
+    p.add_argument("--model", default=None, metavar="SPEC",
+                   help="model to start with (default: the one used last, else the shipped default)")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
+                   help="where the model runs (default: as last time, else auto)")
+    p.add_argument("files", nargs="*", help="audio files or folders to analyse at start")
+
+
+def main(argv: list[str] | None = None, open_app: Callable[[argparse.Namespace], int] | None = None) -> int:
+    """The command line. open_app runs the desktop window (main.py passes it; core never imports Qt)."""
     parser = argparse.ArgumentParser(prog="main.py", parents=[common_parser()],
                                      description="Real-time audio tagging with the Audio Spectrogram "
                                                  "Transformer. Without a command, opens the desktop app.")
     sub = parser.add_subparsers(dest="command")
+    build_app_parser(sub)
     build_analyze_parser(sub)
     from core.listen import build_parsers as build_listen_parsers
     build_listen_parsers(sub, common_parser, add_event_arguments)
@@ -193,10 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     limit_heap_fragmentation()  # flat memory over long files (see core/runtime.py)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s: %(message)s")
-    if args.command is None:
-        print("The desktop window is not part of this build yet; use a command:", file=sys.stderr)
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
+    if args.command in (None, "app"):
+        if args.command is None:
+            args = parser.parse_args(["app", *(argv if argv is not None else sys.argv[1:])])
+        if open_app is None:
+            print("this entry point has no desktop window; use a command:", file=sys.stderr)
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        args.func = open_app
     try:
         return args.func(args)
     except (UsageError, ConfigError, ModelFileError) as e:
