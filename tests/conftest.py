@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
@@ -11,6 +12,7 @@ import torch
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+VMIC = Path(__file__).resolve().parents[2] / "shared" / "tools" / "virtual-mic.sh"
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +36,33 @@ def tiny_hf_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("hf") / "tiny-ast"
     model.save_pretrained(path)
     return path
+
+
+def vmic(command: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(VMIC), command, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def virtual_mic():
+    """The shared virtual microphone (a private PulseAudio), started here and stopped at the end."""
+    if not VMIC.exists():
+        pytest.skip(f"no virtual microphone script at {VMIC}")
+    if os.geteuid() != 0:
+        pytest.skip("the virtual microphone needs root (it installs PulseAudio and writes /etc/pulse)")
+    try:
+        started = vmic("start")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"the virtual microphone could not start: {e}")
+    if started.returncode != 0:
+        pytest.skip(f"the virtual microphone could not start: {(started.stderr or started.stdout)[-400:]}")
+    import core.capture as capture
+    from core.capture import CaptureError
+    try:
+        capture.refresh_devices()           # PortAudio may have been initialised before the server existed
+        capture.find_input_device()
+    except CaptureError as e:
+        vmic("stop")
+        pytest.skip(f"PortAudio sees no input through the virtual microphone: {e}")
+    yield VMIC
+    vmic("stop")
+    capture.refresh_devices()

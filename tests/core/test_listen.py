@@ -24,39 +24,11 @@ from core.listen import LiveTimeline
 from core.modelfile import load_model
 from core.scorer import Scorer
 from core.tagger import TagFrame
+from tests.conftest import VMIC, vmic
 from tests.core.test_tagger import make_energy_model
 
 ROOT = Path(__file__).resolve().parents[2]
-VMIC = ROOT.parent / "shared" / "tools" / "virtual-mic.sh"
 HOP = 0.25
-
-
-def vmic(command: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(VMIC), command, *args], capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="session")
-def virtual_mic():
-    """The shared virtual microphone (a private PulseAudio), started here and stopped at the end."""
-    if not VMIC.exists():
-        pytest.skip(f"no virtual microphone script at {VMIC}")
-    if os.geteuid() != 0:
-        pytest.skip("the virtual microphone needs root (it installs PulseAudio and writes /etc/pulse)")
-    try:
-        started = vmic("start")
-    except (OSError, subprocess.TimeoutExpired) as e:
-        pytest.skip(f"the virtual microphone could not start: {e}")
-    if started.returncode != 0:
-        pytest.skip(f"the virtual microphone could not start: {(started.stderr or started.stdout)[-400:]}")
-    try:
-        capture.refresh_devices()           # PortAudio may have been initialised before the server existed
-        capture.find_input_device()
-    except CaptureError as e:
-        vmic("stop")
-        pytest.skip(f"PortAudio sees no input through the virtual microphone: {e}")
-    yield VMIC
-    vmic("stop")
-    capture.refresh_devices()
 
 
 @pytest.fixture(scope="module")

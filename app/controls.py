@@ -1,0 +1,193 @@
+"""Side controls: the label panel (search filter, pins, per-label thresholds) and the export dialog.
+
+GUI thread only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from core.export import FORMATS
+from core.labels import LabelSet
+
+__all__ = ["LabelPanel", "ExportDialog", "ExportRequest", "FORMAT_TITLES"]
+
+FORMAT_TITLES = {
+    "tags": "Tags CSV (events, the main table)",
+    "audacity": "Audacity label track (.txt)",
+    "raven": "Raven selection table (.txt)",
+    "sv": "Sonic Visualiser regions (.csv)",
+    "birdnet": "BirdNET-style CSV",
+    "dcase": "DCASE / sed_eval event list (.tsv)",
+    "scores": "Scores per window (.csv)",
+    "params": "Parameters and provenance (.csv)",
+}
+_PIN, _NAME, _THRESHOLD = range(3)
+
+
+class LabelPanel(QtWidgets.QWidget):
+    """Every label of the model: a search filter (what the bars and the strip may show), a pin per label
+    (always on the bars) and an optional on threshold per label (empty = the global one)."""
+
+    changed = QtCore.Signal()
+    invalid = QtCore.Signal(str)      # a threshold that could not be used, in words
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.labels = LabelSet.from_names([])
+        self.search = QtWidgets.QLineEdit(placeholderText="Filter labels (e.g. dog, speech)…")
+        self.search.setClearButtonEnabled(True)
+        self.table = QtWidgets.QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["Pin", "Label", "On threshold"])
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(_NAME, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(_PIN, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(_THRESHOLD, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setToolTip("Tick a label to pin it to the bars; type a threshold (0-1) to give it its own")
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.search)
+        layout.addWidget(self.table)
+        self.search.textChanged.connect(self._filter)
+        self.table.itemChanged.connect(self._item_changed)
+        self._loading = False
+        self._allowed = np.ones(0, dtype=bool)
+
+    def set_labels(self, labels: LabelSet, pinned_ids: list[str], thresholds: dict[str, float]) -> None:
+        self._loading = True
+        self.labels = labels
+        self.table.setRowCount(len(labels))
+        for label in labels:
+            pin = QtWidgets.QTableWidgetItem()
+            pin.setFlags(QtCore.Qt.ItemFlag.ItemIsUserCheckable | QtCore.Qt.ItemFlag.ItemIsEnabled)
+            pin.setCheckState(QtCore.Qt.CheckState.Checked if label.id in pinned_ids else QtCore.Qt.CheckState.Unchecked)
+            name = QtWidgets.QTableWidgetItem(label.name)
+            name.setFlags(QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable)
+            name.setToolTip(f"{label.name} ({label.id})")
+            value = thresholds.get(label.id)
+            threshold = QtWidgets.QTableWidgetItem("" if value is None else f"{value:g}")
+            self.table.setItem(label.index, _PIN, pin)
+            self.table.setItem(label.index, _NAME, name)
+            self.table.setItem(label.index, _THRESHOLD, threshold)
+        self._loading = False
+        self._filter(self.search.text())
+
+    def _filter(self, text: str) -> None:
+        words = text.lower().split()
+        allowed = np.array([all(w in f"{l.name} {l.id}".lower() for w in words) for l in self.labels], dtype=bool)
+        for i, ok in enumerate(allowed):
+            self.table.setRowHidden(i, not ok)
+        self._allowed = allowed
+        self.changed.emit()
+
+    def _item_changed(self, item: QtWidgets.QTableWidgetItem) -> None:
+        if self._loading:
+            return
+        if item.column() == _THRESHOLD:
+            text = item.text().strip()
+            if text:
+                try:
+                    value = float(text)
+                    if not 0.0 <= value <= 1.0:
+                        raise ValueError
+                except ValueError:
+                    name = self.labels[item.row()].name
+                    self._loading = True
+                    item.setText("")
+                    self._loading = False
+                    self.invalid.emit(f"the threshold for {name!r} must be a number between 0 and 1, got "
+                                      f"{text!r}; it uses the global threshold")
+        self.changed.emit()
+
+    # what the rest of the window reads
+    def allowed(self) -> np.ndarray:
+        """(L,) bool: labels that match the search filter."""
+        return self._allowed if len(self._allowed) == len(self.labels) else np.ones(len(self.labels), dtype=bool)
+
+    def pinned(self) -> list[int]:
+        return [i for i in range(self.table.rowCount())
+                if self.table.item(i, _PIN).checkState() == QtCore.Qt.CheckState.Checked]
+
+    def pinned_ids(self) -> list[str]:
+        return [self.labels[i].id for i in self.pinned()]
+
+    def thresholds(self) -> dict[str, float]:
+        """label id -> its own on threshold."""
+        out = {}
+        for i in range(self.table.rowCount()):
+            text = self.table.item(i, _THRESHOLD).text().strip()
+            if text:
+                out[self.labels[i].id] = float(text)
+        return out
+
+    def set_pinned(self, index: int, pinned: bool) -> None:
+        self.table.item(index, _PIN).setCheckState(
+            QtCore.Qt.CheckState.Checked if pinned else QtCore.Qt.CheckState.Unchecked)
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    scope: str               # "file", "batch" or "live"
+    formats: tuple[str, ...]
+    out_dir: Path
+    stem: str
+
+
+class ExportDialog(QtWidgets.QDialog):
+    """Choose what to export (current file, all analysed files as combined tables, the live session),
+    the formats of FORMATS.md, the folder and the file name stem."""
+
+    def __init__(self, scopes: dict[str, tuple[str, str]], formats: list[str], out_dir: str, parent=None):
+        """scopes: scope -> (title, default stem), only those that have something to export."""
+        super().__init__(parent)
+        self.setWindowTitle("Export")
+        self._scopes = scopes
+        form = QtWidgets.QFormLayout(self)
+        self.scope = QtWidgets.QComboBox()
+        for key, (title, _) in scopes.items():
+            self.scope.addItem(title, key)
+        form.addRow("What", self.scope)
+        box = QtWidgets.QGroupBox("Formats")
+        grid = QtWidgets.QVBoxLayout(box)
+        self.checks: dict[str, QtWidgets.QCheckBox] = {}
+        for key in FORMATS:
+            check = QtWidgets.QCheckBox(f"{FORMAT_TITLES.get(key, key)}  [*{FORMATS[key]}]")
+            check.setChecked(key in formats)
+            grid.addWidget(check)
+            self.checks[key] = check
+        form.addRow(box)
+        self.folder = QtWidgets.QLineEdit(out_dir or str(Path.home()))
+        browse = QtWidgets.QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.folder)
+        row.addWidget(browse)
+        form.addRow("Folder", row)
+        self.stem = QtWidgets.QLineEdit()
+        form.addRow("File name", self.stem)
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Save
+                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self.scope.currentIndexChanged.connect(self._scope_changed)
+        self._scope_changed()
+
+    def _scope_changed(self) -> None:
+        key = self.scope.currentData()
+        if key is not None:
+            self.stem.setText(self._scopes[key][1])
+
+    def _browse(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Export to", self.folder.text())
+        if folder:
+            self.folder.setText(folder)
+
+    def request(self) -> ExportRequest:
+        formats = tuple(k for k, c in self.checks.items() if c.isChecked())
+        return ExportRequest(self.scope.currentData(), formats, Path(self.folder.text()).expanduser(),
+                             self.stem.text().strip())

@@ -1,0 +1,238 @@
+"""The Files tab: a queue of analyses (progress, cancel) and the timeline of the chosen file.
+
+GUI thread only: it shows what app.workers.AnalysisWorker reports; events come from core.events with the
+window's current event rule, so changing a threshold redraws every timeline without re-analysing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from core.config import EventConfig, FeatureConfig
+from core.events import detect_events
+from core.timeline import Event, Timeline
+from app.spectrogram_view import SpectrogramView
+
+__all__ = ["FileResult", "FilesView", "label_color"]
+
+MAX_STRIP_ROWS = 12
+_FILE, _LENGTH, _PROGRESS, _CANCEL = range(4)
+
+
+def label_color(index: int):
+    return pg.intColor(index * 7, hues=23, values=1, maxValue=255, minValue=180)
+
+
+@dataclass
+class FileResult:
+    job: int
+    path: str
+    duration_s: float
+    timeline: Timeline | None = None
+    spectrogram: np.ndarray | None = None     # (C, F) raw log-mel, pooled
+    column_s: float = 0.01
+    features: FeatureConfig | None = None
+    events: list[Event] = field(default_factory=list)
+    status: str = "queued"                    # queued, running, done, failed, cancelled
+    message: str = ""
+
+
+class FilesView(QtWidgets.QSplitter):
+    cancel_requested = QtCore.Signal(int)
+    open_requested = QtCore.Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(QtCore.Qt.Orientation.Horizontal, parent)
+        self.results: dict[int, FileResult] = {}
+        self.current: int | None = None
+        left = QtWidgets.QWidget()
+        lv = QtWidgets.QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 0, 0)
+        self.hint = QtWidgets.QLabel("Drop audio files or a folder on the window, or use File ▸ Open files…")
+        self.hint.setWordWrap(True)
+        lv.addWidget(self.hint)
+        self.queue = QtWidgets.QTableWidget(0, 4)
+        self.queue.setHorizontalHeaderLabels(["File", "Length", "Progress", ""])
+        self.queue.verticalHeader().setVisible(False)
+        self.queue.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.queue.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
+        self.queue.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        h = self.queue.horizontalHeader()
+        h.setSectionResizeMode(_FILE, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        for c in (_LENGTH, _PROGRESS, _CANCEL):
+            h.setSectionResizeMode(c, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.queue.itemSelectionChanged.connect(self._selected)
+        lv.addWidget(self.queue)
+        open_button = QtWidgets.QPushButton("Open files…")
+        open_button.clicked.connect(self.open_requested)
+        lv.addWidget(open_button)
+        self.addWidget(left)
+
+        right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        self.title = QtWidgets.QLabel("")
+        self.view = SpectrogramView()
+        self.view.sigClicked.connect(self._clicked_at)
+        top = QtWidgets.QWidget()
+        tv = QtWidgets.QVBoxLayout(top)
+        tv.setContentsMargins(0, 0, 0, 0)
+        tv.addWidget(self.title)
+        tv.addWidget(self.view)
+        right.addWidget(top)
+        self.events = QtWidgets.QTableWidget(0, 4)
+        self.events.setHorizontalHeaderLabels(["Start (s)", "End (s)", "Label", "Peak"])
+        self.events.verticalHeader().setVisible(False)
+        self.events.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.events.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.events.horizontalHeader().setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        self.events.cellClicked.connect(lambda row, col: self.focus_event(row))
+        right.addWidget(self.events)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 1)
+        self.addWidget(right)
+        self.setStretchFactor(0, 1)
+        self.setStretchFactor(1, 3)
+
+    # ---- the queue ----------------------------------------------------------------------------------
+
+    def add_job(self, job: int, path: str, duration_s: float) -> None:
+        self.results[job] = FileResult(job, path, duration_s)
+        row = self.queue.rowCount()
+        self.queue.insertRow(row)
+        item = QtWidgets.QTableWidgetItem(Path(path).name)
+        item.setToolTip(path)
+        item.setData(QtCore.Qt.ItemDataRole.UserRole, job)
+        self.queue.setItem(row, _FILE, item)
+        self.queue.setItem(row, _LENGTH, QtWidgets.QTableWidgetItem(_clock(duration_s)))
+        bar = QtWidgets.QProgressBar()
+        bar.setRange(0, 1000)
+        bar.setFormat("queued")
+        self.queue.setCellWidget(row, _PROGRESS, bar)
+        cancel = QtWidgets.QToolButton(text="✕")
+        cancel.setToolTip("Cancel this analysis")
+        cancel.clicked.connect(lambda: self.cancel_requested.emit(job))
+        self.queue.setCellWidget(row, _CANCEL, cancel)
+        self.hint.hide()
+
+    def _row(self, job: int) -> int:
+        for row in range(self.queue.rowCount()):
+            if self.queue.item(row, _FILE).data(QtCore.Qt.ItemDataRole.UserRole) == job:
+                return row
+        return -1
+
+    def set_progress(self, job: int, done_s: float, total_s: float) -> None:
+        row, result = self._row(job), self.results.get(job)
+        if row < 0 or result is None:
+            return
+        result.status = "running"
+        bar = self.queue.cellWidget(row, _PROGRESS)
+        bar.setValue(int(1000 * done_s / total_s) if total_s > 0 else 0)
+        bar.setFormat(f"{100 * done_s / total_s:.0f} %" if total_s > 0 else "…")
+
+    def set_done(self, job: int, result: FileResult, event_config: EventConfig) -> None:
+        result.status = "done"
+        result.events = detect_events(result.timeline, event_config)
+        self.results[job] = result
+        row = self._row(job)
+        bar = self.queue.cellWidget(row, _PROGRESS)
+        bar.setValue(1000)
+        bar.setFormat(f"{len(result.events)} events")
+        self.queue.cellWidget(row, _CANCEL).setEnabled(False)
+        if self.current is None or self.results[self.current].status != "done":
+            self.queue.selectRow(row)
+            self.show_job(job)
+
+    def set_failed(self, job: int, message: str, cancelled: bool) -> None:
+        result = self.results.get(job)
+        if result is None:
+            return
+        result.status, result.message = ("cancelled" if cancelled else "failed"), message
+        row = self._row(job)
+        bar = self.queue.cellWidget(row, _PROGRESS)
+        bar.setFormat("cancelled" if cancelled else "failed")
+        bar.setToolTip(message)
+        self.queue.item(row, _FILE).setToolTip(f"{result.path}\n{message}")
+        self.queue.cellWidget(row, _CANCEL).setEnabled(False)
+
+    def done_results(self) -> list[FileResult]:
+        return [r for r in self.results.values() if r.status == "done"]
+
+    def _selected(self) -> None:
+        rows = self.queue.selectionModel().selectedRows()
+        if rows:
+            self.show_job(self.queue.item(rows[0].row(), _FILE).data(QtCore.Qt.ItemDataRole.UserRole))
+
+    # ---- the timeline -------------------------------------------------------------------------------
+
+    def show_job(self, job: int) -> None:
+        result = self.results.get(job)
+        if result is None:
+            return
+        self.current = job
+        if result.status != "done":
+            self.title.setText(f"{Path(result.path).name}: {result.status}"
+                               + (f": {result.message}" if result.message else ""))
+            return
+        self.view.show_file(result.features, result.spectrogram, result.column_s)
+        self._draw(result)
+
+    def refresh_events(self, event_config: EventConfig, pinned: list[int] = ()) -> None:
+        """Recompute every file's events with a new rule (thresholds changed) and redraw the current one."""
+        for result in self.done_results():
+            result.events = detect_events(result.timeline, event_config)
+            row = self._row(result.job)
+            if row >= 0:
+                self.queue.cellWidget(row, _PROGRESS).setFormat(f"{len(result.events)} events")
+        if self.current is not None and self.results[self.current].status == "done":
+            self._draw(self.results[self.current], pinned)
+
+    def _draw(self, result: FileResult, pinned: list[int] = ()) -> None:
+        tl, labels = result.timeline, result.timeline.labels
+        self.title.setText(f"{Path(result.path).name}: {_clock(tl.duration_s)}, {tl.num_windows} windows, "
+                           f"{len(result.events)} events ({tl.model_name} on {tl.device})")
+        self.view.set_events([(e.start_s, e.end_s, labels[e.label_index].name, label_color(e.label_index))
+                              for e in result.events])
+        # strip rows: pinned labels, then labels with events by total time on, then the highest scores
+        time_on: dict[int, float] = {}
+        for e in result.events:
+            time_on[e.label_index] = time_on.get(e.label_index, 0.0) + e.end_s - e.start_s
+        rows = list(pinned) + [i for i, _ in sorted(time_on.items(), key=lambda kv: -kv[1]) if i not in pinned]
+        if len(rows) < 3 and tl.num_windows:
+            rows += [int(i) for i in np.argsort(-np.nanmax(tl.scores, axis=0)) if int(i) not in rows][:3 - len(rows)]
+        rows = rows[:MAX_STRIP_ROWS]
+        x0 = tl.window_s / 2 - tl.hop_s / 2
+        self.view.set_strip([labels[i].name for i in rows], x0, tl.hop_s, tl.scores[:, rows].T)
+        self.events.setRowCount(len(result.events))
+        for r, e in enumerate(result.events):
+            for c, text in enumerate((f"{e.start_s:.3f}", f"{e.end_s:.3f}", labels[e.label_index].name,
+                                      f"{e.peak_score:.2f}")):
+                item = QtWidgets.QTableWidgetItem(text)
+                if c == 2:
+                    item.setForeground(label_color(e.label_index))
+                self.events.setItem(r, c, item)
+
+    def focus_event(self, row: int) -> None:
+        """Move the view to event `row` of the current file (and select it)."""
+        if self.current is None:
+            return
+        events = self.results[self.current].events
+        if 0 <= row < len(events):
+            self.view.show_range(events[row].start_s, events[row].end_s)
+            self.events.selectRow(row)
+
+    def _clicked_at(self, x_s: float) -> None:
+        if self.current is None:
+            return
+        for row, e in enumerate(self.results[self.current].events):
+            if e.start_s <= x_s <= e.end_s:
+                self.events.selectRow(row)
+                self.events.scrollToItem(self.events.item(row, 0))
+                return
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(max(0.0, seconds), 60)
+    return f"{int(m)}:{s:04.1f}" if m < 60 else f"{int(m // 60)}:{int(m % 60):02d}:{s:04.1f}"

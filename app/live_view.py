@@ -1,0 +1,182 @@
+"""The Live tab: input picker, start/stop, level meter, scrolling spectrogram with the label strip,
+confidence bars and the events that closed.
+
+GUI thread only. It shows what a LiveSession puts on its queue (MainWindow drains it and calls
+`add_frames` / `add_scores` / `add_events`); it owns display state only, never the model or the stream.
+"""
+from __future__ import annotations
+
+import collections
+import math
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from core.capture import InputDevice
+from core.config import FeatureConfig
+from core.labels import LabelSet
+from core.timeline import Event
+from app.spectrogram_view import SpectrogramView
+from app.tags_view import BarRanking, BarRow, ConfidenceBars
+
+__all__ = ["LiveView"]
+
+LEVEL_FLOOR_DB = -60.0
+
+
+class LiveView(QtWidgets.QWidget):
+    start_requested = QtCore.Signal()
+    stop_requested = QtCore.Signal()
+    refresh_requested = QtCore.Signal()
+
+    def __init__(self, history_s: float = 30.0, parent=None):
+        super().__init__(parent)
+        self.history_s = history_s
+        self.devices = QtWidgets.QComboBox()
+        self.devices.setMinimumWidth(260)
+        self.devices.setToolTip("Audio input (the system default first)")
+        self.refresh = QtWidgets.QToolButton(text="⟳")
+        self.refresh.setToolTip("Look for input devices again")
+        self.refresh.clicked.connect(self.refresh_requested)
+        self.start = QtWidgets.QPushButton("Start listening")
+        self.start.clicked.connect(self._start_clicked)
+        self.level = QtWidgets.QProgressBar()
+        self.level.setRange(int(LEVEL_FLOOR_DB), 0)
+        self.level.setValue(int(LEVEL_FLOOR_DB))
+        self.level.setFormat("%v dBFS")
+        self.level.setFixedWidth(180)
+        self.level.setToolTip("Input level (peak, dBFS)")
+        self.state = QtWidgets.QLabel("")
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(QtWidgets.QLabel("Input:"))
+        top.addWidget(self.devices)
+        top.addWidget(self.refresh)
+        top.addWidget(self.start)
+        top.addWidget(self.level)
+        top.addWidget(self.state, 1)
+
+        self.spectrogram = SpectrogramView(history_s)
+        self.bars = ConfidenceBars()
+        self.events = QtWidgets.QTableWidget(0, 4)
+        self.events.setHorizontalHeaderLabels(["Start (s)", "End (s)", "Label", "Peak"])
+        self.events.verticalHeader().setVisible(False)
+        self.events.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.events.horizontalHeader().setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        side = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        side.addWidget(self.bars)
+        side.addWidget(self.events)
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        split.addWidget(self.spectrogram)
+        split.addWidget(side)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(split, 1)
+
+        self.ranking = BarRanking()
+        self.labels = LabelSet.from_names([])
+        self.thresholds = np.zeros((0, 2))
+        self.running = False
+        self._history: collections.OrderedDict[int, tuple[float, np.ndarray]] = collections.OrderedDict()
+        self._active = np.zeros(0, dtype=bool)
+        self._latest = np.zeros(0)
+        self._window_s, self._hop_s = 1.0, 1.0
+
+    # ---- devices ------------------------------------------------------------------------------------
+
+    def set_devices(self, devices: list[InputDevice], preferred: str = "", message: str = "") -> None:
+        self.devices.clear()
+        for d in devices:
+            self.devices.addItem(f"{d.name}{'  (default)' if d.is_default else ''}  [{d.host_api}]", d)
+        names = [d.name for d in devices]
+        if preferred in names:
+            self.devices.setCurrentIndex(names.index(preferred))
+        if not devices:
+            self.devices.addItem("no audio input found")
+        self.devices.setEnabled(bool(devices) and not self.running)
+        self.start.setEnabled(bool(devices) or self.running)
+        self.state.setText(message)
+
+    def device(self) -> InputDevice | None:
+        data = self.devices.currentData()
+        return data if isinstance(data, InputDevice) else None
+
+    def _start_clicked(self) -> None:
+        (self.stop_requested if self.running else self.start_requested).emit()
+
+    def set_running(self, running: bool, stopping: bool = False) -> None:
+        self.running = running
+        self.start.setText("Stopping…" if stopping else ("Stop" if running else "Start listening"))
+        self.start.setEnabled(not stopping and (running or self.device() is not None))
+        self.devices.setEnabled(not running and self.device() is not None)
+        self.refresh.setEnabled(not running)
+        if not running:
+            self.level.setValue(int(LEVEL_FLOOR_DB))
+
+    # ---- a session ----------------------------------------------------------------------------------
+
+    def begin(self, features: FeatureConfig, labels: LabelSet, window_s: float, hop_s: float,
+              thresholds: np.ndarray) -> None:
+        self.labels, self.thresholds = labels, thresholds
+        self._window_s, self._hop_s = window_s, hop_s
+        self.spectrogram.start_live(features)
+        self.ranking.reset()
+        self.bars.set_rows([])
+        self.events.setRowCount(0)
+        self._history.clear()
+        self._active = np.zeros(len(labels), dtype=bool)
+        self._latest = np.zeros(len(labels))
+        self.state.setText(f"warming up: first tags after {window_s + 0.015:.1f} s of audio")
+
+    def add_frames(self, start_frame: int, frames: np.ndarray, level_db: float) -> None:
+        self.spectrogram.add_frames(start_frame, frames)
+        self.level.setValue(int(max(LEVEL_FLOOR_DB, min(0.0, level_db))))
+
+    def add_scores(self, index: int, start_s: float, scores: np.ndarray, allowed: np.ndarray,
+                   pinned: list[int]) -> None:
+        """The scores of live window `index` (starting at start_s): bars, activity, strip."""
+        if not self._history:
+            self.state.setText("")
+        self._history[index] = (start_s, scores)
+        keep = math.ceil((self.history_s + self._window_s) / self._hop_s) + 2
+        while len(self._history) > keep:
+            self._history.popitem(last=False)
+        s = np.nan_to_num(scores, nan=0.0)
+        on, off = self.thresholds[:, 0], self.thresholds[:, 1]
+        self._active = np.where(self._active, s >= off, s >= on)
+        self._latest = s
+        self.update_rows(allowed, pinned)
+
+    def update_rows(self, allowed: np.ndarray, pinned: list[int]) -> None:
+        """Re-rank the bars (new scores, filter or pins changed) and redraw the strip for their labels."""
+        if len(self._latest) != len(self.labels):
+            return
+        rows = self.ranking.update(self._latest, allowed, pinned)
+        self.bars.set_rows([BarRow(self.labels[i].name, float(self._latest[i]), float(self.thresholds[i, 0]),
+                                   bool(self._active[i]), i in pinned) for i in rows])
+        if self._history:
+            first, last = next(iter(self._history)), next(reversed(self._history))
+            matrix = np.full((len(rows), last - first + 1), np.nan, dtype=np.float32)   # (K, C)
+            for k, (_, scores) in self._history.items():
+                matrix[:, k - first] = scores[rows]
+            x0 = self._history[first][0] + self._window_s / 2 - self._hop_s / 2
+            self.spectrogram.set_strip([self.labels[i].name for i in rows], x0, self._hop_s, matrix)
+
+    def add_events(self, events: list[Event]) -> None:
+        for e in events:
+            row = self.events.rowCount()
+            self.events.insertRow(row)
+            for c, text in enumerate((f"{e.start_s:.3f}", f"{e.end_s:.3f}", self.labels[e.label_index].name,
+                                      f"{e.peak_score:.2f}")):
+                self.events.setItem(row, c, QtWidgets.QTableWidgetItem(text))
+        if events:
+            self.events.scrollToBottom()
+
+    def tick(self) -> bool:
+        """Per timer tick: scroll the spectrogram, ease the bars; True if anything was redrawn."""
+        drew = self.spectrogram.refresh()
+        return self.bars.tick() or drew
+
+    def set_thresholds(self, thresholds: np.ndarray) -> None:
+        self.thresholds = thresholds

@@ -1,0 +1,596 @@
+"""The main window: model and run controls, the Live and Files tabs, the label panel, export, status.
+
+GUI thread only. Work happens in app.workers (model loading and file analysis on QThreads, live tagging
+on the tagger's thread); one ~30 Hz QTimer drains their queues, and runs only while something is going
+on, so an idle window costs no CPU. Every failure (no microphone, unreadable file, broken model file,
+full disk) is shown in words in the banner and the app keeps working with what it had.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from core.capture import CaptureError
+from core.cli import collect_audio
+from core.errors import ExportError, ExportExistsError, TaggerError
+from core.events import detect_events, thresholds_for
+from core.export import export_combined, export_timeline, target_paths
+from core.listen import LiveTimeline
+from core.modelfile import DEFAULT_MODEL_NAME, shipped_models
+from core.tagger import TagFrame, TaggerEnd
+from app.controls import ExportDialog, ExportRequest, LabelPanel
+from app.files_view import FileResult, FilesView
+from app.live_view import LiveView
+from app.settings import AppSettings, default_qsettings, load_settings, save_settings
+from app.workers import (AnalysisWorker, JobDone, JobFailed, JobProgress, LiveFrames, LiveSession,
+                         ModelFailed, ModelLoader, ModelReady, SystemAudio)
+
+__all__ = ["MainWindow"]
+
+log = logging.getLogger(__name__)
+
+TICK_MS = 33                 # ~30 redraws per second
+STATS_EVERY_S = 0.5
+OPEN_MODEL, OPEN_HF_DIR = "\x00file", "\x00dir"
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    def __init__(self, qsettings: QtCore.QSettings | None = None, model_spec: str | None = None,
+                 compute: str | None = None, audio=None):
+        super().__init__()
+        self.setWindowTitle("AST Tagger")
+        self.setAcceptDrops(True)
+        self.qsettings = qsettings or default_qsettings()
+        self.settings: AppSettings = load_settings(self.qsettings)
+        if model_spec is not None:
+            self.settings.model_spec = model_spec
+        if compute is not None:
+            self.settings.compute = compute
+        self.audio = audio or SystemAudio()
+        self.errors: list[str] = []                 # every message shown in the banner (tests read it)
+        self.model: ModelReady | None = None
+        self._loaders: list[ModelLoader] = []
+        self._model_results: queue.Queue = queue.Queue()
+        self._analysis_results: queue.Queue = queue.Queue()
+        self.analysis = AnalysisWorker(self._analysis_results)
+        self.session: LiveSession | None = None
+        self.live: LiveTimeline | None = None
+        self.live_result = None                     # (Timeline, events) of the last finished live session
+        self._restart_live = False
+        self._last_stats = 0.0
+        self.redraw_ms: list[float] = []            # GUI time per tick while drawing (bench/bench_gui.py)
+
+        self._build()
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self._tick)
+        self.refresh_devices(refresh=False)
+        self.load_model(self.settings.model_spec)
+
+    # ================================================================================= construction
+
+    def _build(self) -> None:
+        bar = self.addToolBar("Controls")
+        bar.setObjectName("controls")
+        bar.setMovable(False)
+        self.model_box = QtWidgets.QComboBox()
+        self.model_box.setMinimumWidth(220)
+        self.model_box.setToolTip("The model that tags: the shipped default, a model file (.safetensors), "
+                                  "a Hugging Face AST directory or an original AST .pth")
+        self._fill_models()
+        self.model_box.activated.connect(self._model_chosen)
+        bar.addWidget(QtWidgets.QLabel(" Model: "))
+        bar.addWidget(self.model_box)
+        self.compute_box = QtWidgets.QComboBox()
+        for text, key in (("Auto", "auto"), ("CPU", "cpu"), ("GPU", "cuda")):
+            self.compute_box.addItem(text, key)
+        if not torch.cuda.is_available():
+            self.compute_box.model().item(2).setEnabled(False)
+            self.compute_box.setItemData(2, "no CUDA GPU found", QtCore.Qt.ItemDataRole.ToolTipRole)
+        self.compute_box.setCurrentIndex(max(0, self.compute_box.findData(self.settings.compute)))
+        self.compute_box.activated.connect(self._compute_chosen)
+        bar.addWidget(QtWidgets.QLabel("  Run on: "))
+        bar.addWidget(self.compute_box)
+        self.badge = QtWidgets.QLabel("…")
+        self.badge.setToolTip("Where inference runs")
+        self.badge.setContentsMargins(6, 2, 6, 2)
+        bar.addWidget(self.badge)
+        self.hop = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.25, maximum=5.0, singleStep=0.25, suffix=" s")
+        self.hop.setValue(self.settings.hop_s)
+        self.hop.setToolTip("Seconds between windows (live and files)")
+        self.hop.editingFinished.connect(self._hop_changed)
+        bar.addWidget(QtWidgets.QLabel("  Hop: "))
+        bar.addWidget(self.hop)
+        self.on = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
+        self.off = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
+        self.on.setValue(self.settings.on_threshold)
+        self.off.setValue(self.settings.off_threshold)
+        self.on.setToolTip("An event opens when a label's smoothed score reaches this")
+        self.off.setToolTip("... and stays open until it falls below this (hysteresis)")
+        self.on.valueChanged.connect(self._thresholds_changed)
+        self.off.valueChanged.connect(self._thresholds_changed)
+        bar.addWidget(QtWidgets.QLabel("  On: "))
+        bar.addWidget(self.on)
+        bar.addWidget(QtWidgets.QLabel(" Off: "))
+        bar.addWidget(self.off)
+
+        self.banner = QtWidgets.QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.banner.setStyleSheet("QLabel { background: #8b1e1e; color: white; padding: 6px; }")
+        self.banner.hide()
+        self.banner_close = QtWidgets.QToolButton(text="✕")
+        self.banner_close.clicked.connect(self._hide_banner)
+        self.banner_close.hide()
+        self.tabs = QtWidgets.QTabWidget()
+        self.live_view = LiveView()
+        self.live_view.start_requested.connect(self.start_live)
+        self.live_view.stop_requested.connect(self.stop_live)
+        self.live_view.refresh_requested.connect(lambda: self.refresh_devices(refresh=True))
+        self.files_view = FilesView()
+        self.files_view.cancel_requested.connect(self.analysis.cancel)
+        self.files_view.open_requested.connect(self._open_files_dialog)
+        self.tabs.addTab(self.live_view, "Live")
+        self.tabs.addTab(self.files_view, "Files")
+        central = QtWidgets.QWidget()
+        v = QtWidgets.QVBoxLayout(central)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.banner, 1)
+        row.addWidget(self.banner_close)
+        v.addLayout(row)
+        v.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+
+        self.labels_panel = LabelPanel()
+        self.labels_panel.changed.connect(self._labels_changed)
+        self.labels_panel.invalid.connect(self.show_error)
+        dock = QtWidgets.QDockWidget("Labels", self)
+        dock.setObjectName("labels")
+        dock.setWidget(self.labels_panel)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
+
+        menu = self.menuBar().addMenu("&File")
+        menu.addAction("&Open files…", QtGui.QKeySequence.StandardKey.Open, self._open_files_dialog)
+        menu.addAction("Open &folder…", self._open_folder_dialog)
+        self.export_action = menu.addAction("&Export…", QtGui.QKeySequence("Ctrl+E"), self.export_dialog)
+        menu.addSeparator()
+        menu.addAction("&Quit", QtGui.QKeySequence.StandardKey.Quit, self.close)
+        models = self.menuBar().addMenu("&Model")
+        models.addAction("Open model &file…", lambda: self._pick_model(OPEN_MODEL))
+        models.addAction("Open Hugging Face &directory…", lambda: self._pick_model(OPEN_HF_DIR))
+        models.addAction("Use the &default model", lambda: self.load_model(""))
+        dock_action = dock.toggleViewAction()
+        dock_action.setText("&Labels panel")
+        self.menuBar().addMenu("&View").addAction(dock_action)
+
+        status = self.statusBar()
+        self.status_input = QtWidgets.QLabel("no input")
+        self.status_model = QtWidgets.QLabel("no model")
+        self.status_speed = QtWidgets.QLabel("")
+        self.status_health = QtWidgets.QLabel("")
+        for w in (self.status_input, self.status_model, self.status_speed, self.status_health):
+            status.addPermanentWidget(w)
+        self.resize(1280, 800)
+        geometry = self.qsettings.value("geometry")
+        if isinstance(geometry, QtCore.QByteArray):
+            self.restoreGeometry(geometry)
+
+    def _fill_models(self) -> None:
+        self.model_box.clear()
+        self.model_box.addItem("Default (shipped)", "")
+        for name, path in shipped_models().items():
+            if name != DEFAULT_MODEL_NAME:
+                self.model_box.addItem(f"{name} (shipped)", name)
+        for spec in self.settings.recent_models:
+            self.model_box.addItem(Path(spec).name or spec, spec)
+            self.model_box.setItemData(self.model_box.count() - 1, spec, QtCore.Qt.ItemDataRole.ToolTipRole)
+        self.model_box.addItem("Open model file…", OPEN_MODEL)
+        self.model_box.addItem("Open Hugging Face directory…", OPEN_HF_DIR)
+        current = self.model.spec if self.model else self.settings.model_spec
+        self.model_box.setCurrentIndex(max(0, self.model_box.findData(current)))
+
+    # ======================================================================================= errors
+
+    def show_error(self, text: str) -> None:
+        log.warning("%s", text)
+        self.errors.append(text)
+        self.banner.setText(text)
+        self.banner.show()
+        self.banner_close.show()
+        self.statusBar().showMessage(text.split(";")[0], 10000)
+
+    def _hide_banner(self) -> None:
+        self.banner.hide()
+        self.banner_close.hide()
+
+    # ======================================================================================= models
+
+    def load_model(self, spec: str) -> None:
+        """Load a model on a worker thread; the current one stays in use until the new one is ready."""
+        loader = ModelLoader(spec, self.compute_box.currentData() or "auto", self._model_results)
+        self._loaders.append(loader)
+        self.status_model.setText(f"loading {Path(spec).name if spec else 'the default model'}…")
+        loader.start()
+        self._wake()
+
+    def _model_chosen(self, index: int) -> None:
+        spec = self.model_box.itemData(index)
+        if spec in (OPEN_MODEL, OPEN_HF_DIR):
+            self._pick_model(spec)
+        elif self.model is None or spec != self.model.spec:
+            self.load_model(spec)
+
+    def _pick_model(self, kind: str) -> None:
+        if kind == OPEN_MODEL:
+            path, _ = QtWidgets.QFileDialog.getOpenFileName(
+                self, "Open a model", "", "Models (*.safetensors *.pth *.pt *.bin);;All files (*)")
+        else:
+            path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a Hugging Face AST directory")
+        if path:
+            self.load_model(path)
+        else:
+            self._fill_models()
+
+    def _compute_chosen(self) -> None:
+        self.settings.compute = self.compute_box.currentData()
+        self.load_model(self.model.spec if self.model else self.settings.model_spec)
+
+    def _model_ready(self, ready: ModelReady) -> None:
+        self.model = ready
+        loaded = ready.loaded
+        self.settings.model_spec = ready.spec
+        if ready.spec and ready.spec not in shipped_models() and ready.spec not in self.settings.recent_models:
+            self.settings.recent_models = [ready.spec, *self.settings.recent_models][:8]
+        self._fill_models()
+        gpu = ready.device.type == "cuda"
+        name = torch.cuda.get_device_name(ready.device) if gpu else "CPU"
+        self.badge.setText(f"GPU: {name}" if gpu else "CPU")
+        self.badge.setStyleSheet(f"QLabel {{ background: {'#2e7d32' if gpu else '#555'}; color: white; "
+                                 "border-radius: 3px; }")
+        self.status_model.setText(f"model {loaded.name}: {len(loaded.labels)} labels, window "
+                                  f"{loaded.features.window_s:.2f} s, loaded in {ready.load_s:.1f} s")
+        self.labels_panel.set_labels(loaded.labels, self.settings.pinned, self.settings.label_thresholds)
+        self._thresholds_changed()
+        self.analysis.set_model(loaded, ready.device, self.hop.value())
+        if self.session is not None:
+            self._restart_after_stop()
+
+    def _event_config(self):
+        """The event rule from the controls; ConfigError (shown) for off above on."""
+        on, off = self.on.value(), self.off.value()
+        from core.config import EventConfig
+        return EventConfig(on_threshold=on, off_threshold=min(off, on),
+                           label_thresholds=tuple(self.labels_panel.thresholds().items()))
+
+    def _thresholds_changed(self) -> None:
+        if self.off.value() > self.on.value():
+            self.off.setValue(self.on.value())       # keeps 0 <= off <= on
+        self.settings.on_threshold, self.settings.off_threshold = self.on.value(), self.off.value()
+        self.settings.label_thresholds = self.labels_panel.thresholds()
+        config = self._event_config()
+        if self.model is not None:
+            self.live_view.set_thresholds(thresholds_for(self.model.loaded.labels, config))
+        self.files_view.refresh_events(config, self.labels_panel.pinned())
+
+    def _labels_changed(self) -> None:
+        self.settings.pinned = self.labels_panel.pinned_ids()
+        if self.model is None:
+            return
+        new = self.labels_panel.thresholds()
+        if new != self.settings.label_thresholds:
+            self._thresholds_changed()
+        self.live_view.update_rows(self.labels_panel.allowed(), self.labels_panel.pinned())
+
+    def _hop_changed(self) -> None:
+        if abs(self.hop.value() - self.settings.hop_s) < 1e-9:
+            return
+        self.hop.setValue(round(self.hop.value() * 100) / 100)       # a whole number of 10 ms frames
+        self.settings.hop_s = self.hop.value()
+        if self.model is not None:
+            self.analysis.set_model(self.model.loaded, self.model.device, self.settings.hop_s)
+        if self.session is not None:
+            self._restart_after_stop()
+
+    # ========================================================================================= live
+
+    def refresh_devices(self, refresh: bool = True) -> None:
+        try:
+            devices = self.audio.list_devices(refresh=refresh and self.session is None)
+            message = "" if devices else ("No audio input found: connect a microphone (or start the sound "
+                                          "server) and press ⟳. Files can still be analysed.")
+        except CaptureError as e:
+            devices, message = [], str(e)
+        self.live_view.set_devices(devices, self.settings.input_device, message)
+        self.status_input.setText(f"input: {devices[0].name}" if devices else "no input device")
+
+    def start_live(self) -> None:
+        if self.model is None:
+            self.show_error("no model is loaded yet; wait for it (or pick one) and press Start again")
+            return
+        device = self.live_view.device()
+        if device is None:
+            self.show_error("no audio input device to listen to; connect one and press ⟳")
+            return
+        loaded = self.model.loaded
+        try:
+            config = self._event_config()
+            source = self.audio.open(device)
+            session = LiveSession(loaded, self.model.device, source, self.hop.value())
+            session.start()
+        except (TaggerError, ValueError) as e:
+            self.show_error(f"could not start listening: {e}")
+            return
+        self.session = session
+        self.settings.input_device = device.name
+        self.live = LiveTimeline(loaded.labels, session.tagger.window_s, session.tagger.hop_s, config,
+                                 loaded.name, f"live:{device.name}", device=str(self.model.device))
+        self.live_result = None
+        self.live_view.begin(loaded.features, loaded.labels, session.tagger.window_s, session.tagger.hop_s,
+                             thresholds_for(loaded.labels, config))
+        self.live_view.set_running(True)
+        self.status_input.setText(f"input: {device.name}, {source.rate_hz} Hz"
+                                  + ("" if source.rate_hz == 16000 else " → 16000 Hz"))
+        self._wake()
+
+    def stop_live(self) -> None:
+        """End the stream: the tagger scores the tail, then TaggerEnd arrives and the session closes."""
+        if self.session is not None:
+            self.session.stop()
+            self.live_view.set_running(True, stopping=True)
+
+    def _restart_after_stop(self) -> None:
+        self._restart_live = True
+        self.stop_live()
+
+    def _drain_live(self) -> None:
+        session = self.session
+        error = session.check()
+        allowed, pinned = self.labels_panel.allowed(), self.labels_panel.pinned()
+        while True:
+            try:
+                item = session.results.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, LiveFrames):
+                self.live_view.add_frames(item.start_frame, item.frames, item.level_db)
+            elif isinstance(item, TagFrame):
+                self.live_view.add_events(self.live.add(item))
+                self.live_view.add_scores(item.index, item.start_s, item.scores, allowed, pinned)
+            elif isinstance(item, TaggerEnd):
+                self._live_ended(item, error)
+                return
+        now = time.monotonic()
+        if now - self._last_stats > STATS_EVERY_S:
+            self._last_stats = now
+            self._show_stats()
+
+    def _show_stats(self) -> None:
+        if self.session is None:
+            return
+        stats = self.session.stats()
+        if stats.inference_s:
+            inference = 1000 * float(np.median(stats.inference_s[-10:]))
+            lag = f", lag {1000 * float(np.median(stats.lags_s[-10:])):.0f} ms" if stats.lags_s else ""
+            self.status_speed.setText(f"inference {inference:.1f} ms/window{lag}")
+        self.status_health.setText(f"overflows {self.session.source.input_overflows}, skipped "
+                                   f"{stats.windows_skipped}, lost {stats.windows_lost}")
+
+    def _live_ended(self, end: TaggerEnd, error: str | None) -> None:
+        session, live = self.session, self.live
+        self._show_stats()
+        session.close()
+        stats = session.stats()
+        timeline = live.timeline(end.num_samples, clock_start=getattr(session.source, "clock_start", lambda: None)(),
+                                 extra={"input_device": session.source.device.name,
+                                        "capture_rate_hz": session.source.rate_hz,
+                                        "input_overflows": session.source.input_overflows,
+                                        "windows_skipped": stats.windows_skipped,
+                                        "windows_lost": stats.windows_lost})
+        events, unreported = live.finish(timeline)
+        self.live_view.add_events(unreported)
+        self.live_result = (timeline, events)
+        self.session = None
+        self.live_view.set_running(False)
+        if end.error:
+            self.show_error(f"listening stopped: {end.error}. What was heard before is kept; "
+                            "File ▸ Export… writes it.")
+        if self._restart_live and not end.error:
+            self._restart_live = False
+            self.start_live()
+        self._restart_live = False
+
+    # ======================================================================================== files
+
+    def open_paths(self, paths: list[str]) -> list[int]:
+        """Queue audio files (folders: every audio file under them) for analysis; returns job ids."""
+        jobs = []
+        found = collect_audio([str(p) for p in paths])
+        if not found:
+            self.show_error(f"no audio files found in {', '.join(str(p) for p in paths)}")
+        for path, _ in found:
+            from core.audio_io import probe
+            try:
+                duration = probe(path).duration_s
+            except TaggerError as e:
+                duration = 0.0
+                self.show_error(str(e))
+            job = self.analysis.submit(path)
+            self.files_view.add_job(job, str(path), duration)
+            jobs.append(job)
+        if jobs:
+            self.tabs.setCurrentWidget(self.files_view)
+            self._wake()
+        return jobs
+
+    def _open_files_dialog(self) -> None:
+        paths, _ = QtWidgets.QFileDialog.getOpenFileNames(
+            self, "Analyse audio files", "", "Audio (*.wav *.flac *.ogg *.opus *.mp3 *.aiff *.aif);;All files (*)")
+        if paths:
+            self.open_paths(paths)
+
+    def _open_folder_dialog(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Analyse every audio file in a folder")
+        if folder:
+            self.open_paths([folder])
+
+    def _drain_analysis(self) -> None:
+        while True:
+            try:
+                item = self._analysis_results.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, JobProgress):
+                self.files_view.set_progress(item.job, item.done_s, item.total_s)
+            elif isinstance(item, JobDone):
+                tl = item.timeline
+                result = FileResult(item.job, item.path, tl.duration_s, tl, item.spectrogram,
+                                    item.frames_per_column * 0.01, self._features_of(tl), status="done")
+                self.files_view.set_done(item.job, result, self._event_config())
+                self.statusBar().showMessage(f"{Path(item.path).name}: {tl.duration_s:.1f} s analysed in "
+                                             f"{item.seconds:.1f} s", 8000)
+            elif isinstance(item, JobFailed):
+                self.files_view.set_failed(item.job, item.message, item.cancelled)
+                if not item.cancelled:
+                    self.show_error(f"{Path(item.path).name}: {item.message}")
+
+    def _features_of(self, timeline):
+        model = self.model.loaded if self.model else None
+        if model is not None and model.name == timeline.model_name:
+            return model.features
+        from core.config import FeatureConfig
+        return FeatureConfig(num_frames=round(timeline.window_s * 100))
+
+    # ======================================================================================= export
+
+    def export_scopes(self) -> dict[str, tuple[str, str]]:
+        scopes = {}
+        files = self.files_view.done_results()
+        current = self.files_view.results.get(self.files_view.current) if self.files_view.current else None
+        if current is not None and current.status == "done":
+            scopes["file"] = (f"This file: {Path(current.path).name}", Path(current.path).stem)
+        if len(files) > 1 or (files and "file" not in scopes):
+            scopes["batch"] = (f"All {len(files)} analysed files (combined tables)", "combined")
+        if self.live_result is not None or self.live is not None:
+            scopes["live"] = ("The live session", time.strftime("live-%Y%m%d-%H%M%S"))
+        return scopes
+
+    def export(self, request: ExportRequest, overwrite: bool = False) -> list[Path]:
+        """Write the request; ExportExistsError (nothing written) unless overwrite, ExportError, ConfigError."""
+        config = self._event_config()
+        formats = request.formats
+        if not formats:
+            raise ExportError("choose at least one format to export")
+        if request.scope == "file":
+            r = self.files_view.results[self.files_view.current]
+            return export_timeline(r.timeline, detect_events(r.timeline, config), config, request.out_dir,
+                                   formats, stem=request.stem or None, overwrite=overwrite)
+        if request.scope == "batch":
+            items = [(r.timeline, detect_events(r.timeline, config)) for r in self.files_view.done_results()]
+            return export_combined(items, config, request.out_dir, formats, stem=request.stem or "combined",
+                                   overwrite=overwrite)
+        if self.live_result is not None:
+            timeline, events = self.live_result
+        elif self.live is not None and self.session is not None:
+            timeline = self.live.timeline(self.session.stats().num_samples)
+            events = detect_events(timeline, self.live.event_config)
+        else:
+            raise ExportError("nothing was heard yet: start listening first")
+        return export_timeline(timeline, events, config, request.out_dir, formats, stem=request.stem or None,
+                               overwrite=overwrite)
+
+    def export_dialog(self) -> None:
+        scopes = self.export_scopes()
+        if not scopes:
+            self.show_error("nothing to export yet: analyse a file or listen first")
+            return
+        dialog = ExportDialog(scopes, self.settings.export_formats, self.settings.export_dir, self)
+        if self.tabs.currentWidget() is self.live_view and "live" in scopes:
+            dialog.scope.setCurrentIndex(dialog.scope.findData("live"))
+        if dialog.exec() != QtWidgets.QDialog.DialogCode.Accepted:
+            return
+        self.run_export(dialog.request())
+
+    def run_export(self, request: ExportRequest) -> list[Path]:
+        """Export, asking before anything is overwritten; errors go to the banner. Returns what was written."""
+        self.settings.export_formats, self.settings.export_dir = list(request.formats), str(request.out_dir)
+        try:
+            try:
+                written = self.export(request)
+            except ExportExistsError:
+                existing = [p for p in target_paths(request.out_dir, request.stem or "x", request.formats) if p.exists()]
+                names = "\n".join(p.name for p in existing[:8]) or "some of the files"
+                answer = QtWidgets.QMessageBox.question(
+                    self, "Overwrite?", f"These files already exist in {request.out_dir}:\n{names}\n\nOverwrite them?")
+                if answer != QtWidgets.QMessageBox.StandardButton.Yes:
+                    self.statusBar().showMessage("export cancelled: nothing was overwritten", 8000)
+                    return []
+                written = self.export(request, overwrite=True)
+        except (TaggerError, ValueError) as e:
+            self.show_error(f"export failed: {e}")
+            return []
+        self.statusBar().showMessage(f"wrote {len(written)} files to {request.out_dir}", 10000)
+        return written
+
+    # ================================================================================== event loop
+
+    def _wake(self) -> None:
+        if not self.timer.isActive():
+            self.timer.start()
+
+    def _tick(self) -> None:
+        t0 = time.perf_counter()
+        while True:
+            try:
+                item = self._model_results.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, ModelReady):
+                self._model_ready(item)
+            elif isinstance(item, ModelFailed):
+                current = self.model.loaded.name if self.model else "no model"
+                self.show_error(f"could not load model {item.spec or 'default'}: {item.message} "
+                                f"(still using {current})")
+                self.status_model.setText(f"model {current}" if self.model else "no model loaded")
+                self._fill_models()
+        self._loaders = [w for w in self._loaders if not w.isFinished()]
+        self._drain_analysis()
+        if self.session is not None:
+            self._drain_live()
+        drew = self.live_view.tick()
+        if drew:
+            self.redraw_ms.append(1000 * (time.perf_counter() - t0))
+        if self.session is None and not self.analysis.busy and not self._loaders and self._analysis_results.empty():
+            self.timer.stop()                      # idle: no CPU until something starts
+
+    # ================================================================================ drag and drop
+
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
+        if any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    # ======================================================================================== close
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.timer.stop()
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        self.analysis.shutdown()
+        for loader in self._loaders:
+            loader.wait(30000)
+        self.settings.hop_s = self.hop.value()
+        self.qsettings.setValue("geometry", self.saveGeometry())
+        save_settings(self.qsettings, self.settings)
+        super().closeEvent(event)

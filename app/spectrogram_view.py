@@ -1,0 +1,209 @@
+"""The log-mel spectrogram (the model's own features) over a label-by-time activity strip, x axes linked.
+
+GUI thread only. Both images are pyqtgraph ImageItems fed uint8 data with fixed levels and a perceptual
+colormap, so a redraw is one lookup-table pass and never a re-scan of levels. The live view keeps its
+history in a double-width ring (each column is written twice, at i and i + W), so the newest W columns
+are always one contiguous slice: scrolling copies nothing. Time on the x axis is stream seconds
+(frame index x 10 ms), never the wall clock.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui
+
+from core.config import FeatureConfig
+from core.features import LOW_FREQ_HZ
+
+__all__ = ["SpectrogramView", "mel_ticks", "spectrogram_levels", "quantize"]
+
+AXIS_WIDTH_PX = 150          # both left axes get this width, so the two plots share their x pixels
+TICK_HZ = (50, 100, 200, 500, 1000, 2000, 4000, 8000)
+SPEC_CMAP = pg.colormap.get("inferno")
+STRIP_CMAP = pg.colormap.get("viridis")
+
+
+def mel_ticks(features: FeatureConfig) -> list[tuple[float, str]]:
+    """(y, text) axis ticks in Hz for an image whose row i is Kaldi mel bin i (spanning y in [i, i + 1])."""
+    mel = lambda hz: 1127.0 * math.log(1.0 + hz / 700.0)  # noqa: E731
+    low, high = mel(LOW_FREQ_HZ), mel(features.sample_rate_hz / 2)
+    delta = (high - low) / (features.num_mel_bins + 1)
+    ticks = []
+    for hz in TICK_HZ:
+        y = (mel(hz) - low) / delta - 0.5          # bin centre i sits at low + (i + 1) * delta
+        if 0 <= y <= features.num_mel_bins:
+            ticks.append((y, f"{hz // 1000} kHz" if hz >= 1000 else f"{hz} Hz"))
+    return ticks
+
+
+def spectrogram_levels(features: FeatureConfig) -> tuple[float, float]:
+    """Fixed display levels in log-mel units from the model's feature statistics (quiet room -> loud)."""
+    return features.mean - 1.5 * features.std, features.mean + 2.5 * features.std
+
+
+def quantize(frames: np.ndarray, levels: tuple[float, float]) -> np.ndarray:
+    """(N, F) raw log-mel -> (F, N) uint8 image columns, 0 at levels[0], 255 at levels[1]."""
+    lo, hi = levels
+    scaled = (np.asarray(frames, dtype=np.float32).T - lo) * (255.0 / (hi - lo))
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+class SpectrogramView(pg.GraphicsLayoutWidget):
+    """Spectrogram (top) and activity strip (bottom). Live: `start_live` + `add_frames` + `refresh` per
+    tick; files: `show_file`. Events can be drawn over the spectrogram (`set_events`)."""
+
+    sigClicked = QtCore.Signal(float)   # x (seconds) of a click on either plot
+
+    def __init__(self, history_s: float = 30.0, parent=None):
+        super().__init__(parent=parent)
+        self.history_s = history_s
+        self.spec_plot = self.addPlot(row=0, col=0)
+        self.strip_plot = self.addPlot(row=1, col=0)
+        self.ci.layout.setRowStretchFactor(0, 3)
+        self.ci.layout.setRowStretchFactor(1, 1)
+        self.strip_plot.setXLink(self.spec_plot)
+        for plot in (self.spec_plot, self.strip_plot):
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            plot.getAxis("left").setWidth(AXIS_WIDTH_PX)
+            plot.getViewBox().setMouseEnabled(x=True, y=False)
+        self.spec_plot.setLabel("left", "frequency")
+        self.strip_plot.setLabel("bottom", "time", units="s")
+        self.strip_plot.getViewBox().invertY(True)          # first row (the strongest label) on top
+        self.spec_image = pg.ImageItem(axisOrder="row-major")
+        self.spec_image.setColorMap(SPEC_CMAP)
+        self.spec_plot.addItem(self.spec_image)
+        self.strip_image = pg.ImageItem(axisOrder="row-major")
+        self.strip_image.setColorMap(STRIP_CMAP)
+        self.strip_plot.addItem(self.strip_image)
+        self._event_items: list[pg.GraphicsObject] = []
+        self.features = FeatureConfig()
+        self.levels = spectrogram_levels(self.features)
+        self._width = 0
+        self._ring = np.zeros((self.features.num_mel_bins, 0), dtype=np.uint8)
+        self._column = -1           # ring position of the newest column
+        self._next_frame = 0        # absolute frame index expected next
+        self._dirty = False
+        self.strip_rows: list[str] = []
+        self.spec_plot.scene().sigMouseClicked.connect(self._clicked)
+
+    # ---- shared -------------------------------------------------------------------------------------
+
+    def set_features(self, features: FeatureConfig) -> None:
+        self.features = features
+        self.levels = spectrogram_levels(features)
+        F = features.num_mel_bins
+        self.spec_plot.getAxis("left").setTicks([mel_ticks(features), []])
+        self.spec_plot.setYRange(0, F, padding=0)
+        self.spec_image.setLevels((0, 255))
+
+    def set_strip(self, names: list[str], x0_s: float, column_s: float, scores: np.ndarray) -> None:
+        """Activity strip: row k = names[k], column j = [x0 + j * column_s, x0 + (j + 1) * column_s),
+        scores (K, C) in [0, 1] (NaN = not scored)."""
+        self.strip_rows = list(names)
+        K = len(names)
+        if K == 0 or scores.size == 0:
+            self.strip_image.clear()
+            self.strip_plot.getAxis("left").setTicks([[], []])
+            return
+        image = np.clip(np.nan_to_num(scores, nan=0.0) * 255.0, 0, 255).astype(np.uint8)   # (K, C)
+        self.strip_image.setImage(image, levels=(0, 255), autoLevels=False)
+        self.strip_image.setRect(QtCore.QRectF(x0_s, 0, column_s * scores.shape[1], K))
+        self.strip_plot.getAxis("left").setTicks([[(k + 0.5, _short(n)) for k, n in enumerate(names)], []])
+        self.strip_plot.setYRange(0, K, padding=0)
+
+    def _clicked(self, event) -> None:
+        for plot in (self.spec_plot, self.strip_plot):
+            if plot.sceneBoundingRect().contains(event.scenePos()):
+                self.sigClicked.emit(plot.getViewBox().mapSceneToView(event.scenePos()).x())
+                return
+
+    # ---- live ---------------------------------------------------------------------------------------
+
+    def start_live(self, features: FeatureConfig) -> None:
+        """An empty, scrolling view of the last history_s seconds of a new stream."""
+        self.set_features(features)
+        self.set_events([])
+        self._width = round(self.history_s / features.frame_shift_s)
+        self._ring = np.zeros((features.num_mel_bins, 2 * self._width), dtype=np.uint8)
+        self._column, self._next_frame, self._dirty = self._width - 1, 0, True
+        self.set_strip([], 0.0, 1.0, np.zeros((0, 0)))
+        self.refresh()
+
+    def add_frames(self, start_frame: int, frames: np.ndarray) -> None:
+        """New (N, F) raw log-mel frames starting at absolute frame `start_frame` (gaps stay dark)."""
+        if self._width == 0 or len(frames) == 0:
+            return
+        gap = start_frame - self._next_frame
+        if gap > 0:
+            self._write(np.zeros((self.features.num_mel_bins, min(gap, self._width)), dtype=np.uint8))
+        columns = quantize(frames[-self._width:], self.levels)       # (F, N)
+        self._write(columns)
+        self._next_frame = start_frame + len(frames)
+        self._dirty = True
+
+    def _write(self, columns: np.ndarray) -> None:
+        W, n = self._width, columns.shape[1]
+        idx = (self._column + 1 + np.arange(n)) % W
+        self._ring[:, idx] = columns
+        self._ring[:, idx + W] = columns
+        self._column = int(idx[-1])
+
+    @property
+    def live_end_s(self) -> float:
+        return self._next_frame * self.features.frame_shift_s
+
+    def refresh(self) -> bool:
+        """Per timer tick: redraw the live image if new frames came; True when it drew."""
+        if not self._dirty or self._width == 0:
+            return False
+        W, shift = self._width, self.features.frame_shift_s
+        view = self._ring[:, self._column + 1:self._column + 1 + W]                 # (F, W), newest last
+        self.spec_image.setImage(view, levels=(0, 255), autoLevels=False)
+        end = self.live_end_s
+        self.spec_image.setRect(QtCore.QRectF(end - W * shift, 0, W * shift, self.features.num_mel_bins))
+        self.spec_plot.setXRange(end - W * shift, end, padding=0)
+        self._dirty = False
+        return True
+
+    # ---- files --------------------------------------------------------------------------------------
+
+    def show_file(self, features: FeatureConfig, spectrogram: np.ndarray, column_s: float) -> None:
+        """A whole file: (C, F) raw log-mel columns of column_s seconds each."""
+        self._width = 0
+        self.set_features(features)
+        image = quantize(spectrogram, self.levels) if len(spectrogram) else np.zeros((features.num_mel_bins, 1), np.uint8)
+        self.spec_image.setImage(image, levels=(0, 255), autoLevels=False)
+        duration = max(column_s * image.shape[1], 1e-3)
+        self.spec_image.setRect(QtCore.QRectF(0, 0, duration, features.num_mel_bins))
+        self.spec_plot.setXRange(0, duration, padding=0)
+
+    def set_events(self, spans: list[tuple[float, float, str, QtGui.QColor]]) -> None:
+        """Outline events (start_s, end_s, name, colour) over the spectrogram."""
+        for item in self._event_items:
+            self.spec_plot.removeItem(item)
+        self._event_items = []
+        F = self.features.num_mel_bins
+        for i, (start, end, name, color) in enumerate(spans):
+            region = pg.LinearRegionItem((start, end), movable=False, brush=pg.mkBrush(color.red(), color.green(),
+                                                                                     color.blue(), 40),
+                                         pen=pg.mkPen(color, width=1))
+            region.setZValue(10)
+            self.spec_plot.addItem(region)
+            self._event_items.append(region)
+            if len(spans) <= 200:
+                text = pg.TextItem(_short(name, 24), color=color, anchor=(0, 0))
+                text.setPos(start, F - 2 - 10 * (i % 4))
+                text.setZValue(11)
+                self.spec_plot.addItem(text)
+                self._event_items.append(text)
+
+    def show_range(self, start_s: float, end_s: float) -> None:
+        pad = max(0.5, 0.25 * (end_s - start_s))
+        self.spec_plot.setXRange(start_s - pad, end_s + pad, padding=0)
+
+
+def _short(name: str, limit: int = 22) -> str:
+    return name if len(name) <= limit else name[:limit - 1] + "…"

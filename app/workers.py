@@ -1,0 +1,324 @@
+"""The seam between Qt and core: workers that drive core objects off the GUI thread.
+
+Threads: `ModelLoader` and `AnalysisWorker` are QThreads; a `LiveSession` controls a Capture (PortAudio's
+audio thread writes its ring) and a StreamingTagger (its own thread). None of them touches a widget: each
+puts small immutable messages (frozen dataclasses, array copies) on its own `queue.Queue`, which the GUI
+thread drains on its ~30 Hz timer (MainWindow). The GUI thread never runs the model or a decoder.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from PySide6.QtCore import QThread
+
+from core.analyze import AnalysisCancelled, Analyzer
+from core.audio_io import probe
+from core.capture import Capture, CaptureReader, InputDevice, list_input_devices, refresh_devices
+from core.errors import TaggerError
+from core.modelfile import LoadedModel, load_model
+from core.ringbuffer import RingBuffer
+from core.scorer import Scorer
+from core.tagger import StreamingTagger, TaggerConfig, TaggerStats
+
+__all__ = ["ModelReady", "ModelFailed", "ModelLoader", "LiveFrames", "LiveSession", "AudioSource", "SystemAudio",
+           "JobProgress", "JobDone", "JobFailed", "AnalysisWorker", "set_cpu_threads", "MAX_DISPLAY_COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+MAX_DISPLAY_COLUMNS = 6000   # a file's spectrogram is max-pooled in time to at most this many columns
+
+
+def set_cpu_threads() -> int:
+    """Torch CPU threads for the app: all cores but one, which stays free for audio and the GUI.
+
+    Live tagging scores one window per hop; on a busy 2-core machine a second thread spins against the
+    GUI and the decoder (core.listen measured 5.3 ms per window with 1 thread, 364 ms with 2).
+    """
+    n = max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(n)
+    return n
+
+
+def _message(e: BaseException) -> str:
+    """The words a user sees for a failure: our errors carry their own text, others get their type."""
+    return str(e) if isinstance(e, (TaggerError, OSError, ValueError)) and str(e) else f"{type(e).__name__}: {e}"
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+@dataclass(frozen=True)
+class ModelReady:
+    request: int
+    spec: str                # what the user picked ("" = shipped default)
+    loaded: LoadedModel
+    device: torch.device     # where inference runs (the CPU/GPU badge)
+    load_s: float
+
+
+@dataclass(frozen=True)
+class ModelFailed:
+    request: int
+    spec: str
+    message: str
+
+
+class ModelLoader(QThread):
+    """Loads one model (a file, a Hugging Face directory, an original .pth, a shipped name) and moves it to
+    its device, then puts ModelReady or ModelFailed on `results`."""
+
+    _requests = itertools.count(1)
+
+    def __init__(self, spec: str, device: str, results: queue.Queue):
+        super().__init__()
+        self.spec, self.device_name, self.results = spec, device, results
+        self.request = next(self._requests)
+
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            loaded = load_model(self.spec or None)
+            scorer = Scorer(loaded, self.device_name)   # moves the weights; fails here on a bad device
+            self.results.put(ModelReady(self.request, self.spec, loaded, scorer.device, time.perf_counter() - t0))
+        except Exception as e:  # noqa: BLE001 - any failure is shown in the window; the old model stays
+            log.warning("loading model %r failed: %s", self.spec, e)
+            self.results.put(ModelFailed(self.request, self.spec, _message(e)))
+
+
+# ------------------------------------------------------------------------------------------------ live
+
+@dataclass(frozen=True)
+class LiveFrames:
+    """New fbank frames of the live stream (the model's own features) and the input level."""
+
+    start_frame: int         # absolute 10 ms frame index of frames[0]
+    frames: np.ndarray       # (N, F) raw log-mel
+    level_db: float          # peak level of the newest audio, dBFS
+
+
+class AudioSource(Protocol):
+    """What a LiveSession listens to: core.capture.Capture, or anything with its interface (tests use a
+    file played into a ring in real time)."""
+
+    ring: RingBuffer
+    rate_hz: int
+    input_overflows: int
+    device: InputDevice
+
+    def start(self) -> None: ...
+    def stop(self, end_index: int | None = None) -> None: ...
+    def check(self) -> str | None: ...
+
+
+class SystemAudio:
+    """The machine's inputs through PortAudio (core.capture). Tests pass another backend to MainWindow."""
+
+    def list_devices(self, refresh: bool = False) -> list[InputDevice]:
+        """Input devices, the default first; CaptureError when PortAudio is missing or fails."""
+        if refresh:
+            refresh_devices()
+        return list_input_devices()
+
+    def open(self, device: InputDevice) -> AudioSource:
+        return Capture(device)       # CaptureError with the device and the reason
+
+
+class LiveSession:
+    """One live stream: source -> ring -> StreamingTagger -> `results` (LiveFrames, TagFrame, TaggerEnd).
+
+    Control (start, stop, close, check, stats) from the GUI thread. stop() ends the stream: the tagger
+    scores the tail and puts TaggerEnd; close() also stops the tagger at once and joins it.
+    """
+
+    def __init__(self, loaded: LoadedModel, device: torch.device, source: AudioSource, hop_s: float = 1.0):
+        self.source = source
+        self.results: queue.Queue = queue.Queue()
+        self.scorer = Scorer(loaded, device)
+        self._level_db = -120.0
+        self.tagger = StreamingTagger(self.scorer, CaptureReader(self.source.ring), TaggerConfig(hop_s=hop_s),
+                                      self.results, on_audio=self._on_audio, on_frames=self._on_frames)
+        self.started = False
+
+    # tagger thread
+    def _on_audio(self, samples: np.ndarray) -> None:
+        if len(samples):
+            peak = float(np.max(np.abs(samples)))
+            self._level_db = 20.0 * math.log10(max(peak, 1e-6))
+
+    def _on_frames(self, start_frame: int, frames: np.ndarray) -> None:
+        self.results.put(LiveFrames(start_frame, frames, self._level_db))
+
+    # GUI thread
+    def start(self) -> None:
+        self.source.start()          # CaptureError: the device did not open
+        self.tagger.start()
+        self.started = True
+
+    def check(self) -> str | None:
+        """The reason the stream ended early (device lost), else None."""
+        return self.source.check()
+
+    def stop(self) -> None:
+        self.source.stop()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self.source.stop()
+        self.tagger.stop()
+        if not self.tagger.join(timeout_s):
+            log.warning("the tagger thread did not stop within %.1f s", timeout_s)
+
+    def stats(self) -> TaggerStats:
+        return self.tagger.stats()
+
+
+# --------------------------------------------------------------------------------------- file analysis
+
+@dataclass(frozen=True)
+class JobProgress:
+    job: int
+    done_s: float
+    total_s: float
+
+
+@dataclass(frozen=True)
+class JobDone:
+    job: int
+    path: str
+    timeline: object          # core.timeline.Timeline
+    spectrogram: np.ndarray   # (C, F) raw log-mel, max-pooled over `frames_per_column` 10 ms frames
+    frames_per_column: int
+    seconds: float            # wall time of the analysis
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    job: int
+    path: str
+    message: str
+    cancelled: bool = False
+
+
+@dataclass
+class _Job:
+    job: int
+    path: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class AnalysisWorker(QThread):
+    """Analyses queued files one after another with the current model; one cancel flag per job."""
+
+    _jobs = itertools.count(1)
+
+    def __init__(self, results: queue.Queue):
+        super().__init__()
+        self.results = results
+        self._todo: queue.Queue = queue.Queue()
+        self._pending: dict[int, _Job] = {}
+        self._lock = threading.Lock()
+        self._model: tuple[LoadedModel, torch.device, float] | None = None
+
+    # GUI thread
+    def set_model(self, loaded: LoadedModel, device: torch.device, hop_s: float) -> None:
+        """Jobs that start from now on use this model (a running job finishes with its own)."""
+        with self._lock:
+            self._model = (loaded, device, hop_s)
+
+    def submit(self, path: str | Path) -> int:
+        job = _Job(next(self._jobs), str(path))
+        self._pending[job.job] = job
+        self._todo.put(job)
+        if not self.isRunning():
+            self.start()
+        return job.job
+
+    def cancel(self, job: int) -> None:
+        if job in self._pending:
+            self._pending[job].cancel.set()
+
+    def shutdown(self, timeout_s: float = 10.0) -> bool:
+        for job in list(self._pending.values()):
+            job.cancel.set()
+        self._todo.put(None)
+        return self.wait(int(timeout_s * 1000)) if self.isRunning() else True
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    # worker thread
+    def run(self) -> None:
+        while True:
+            job = self._todo.get()
+            if job is None:
+                return
+            try:
+                self._analyze(job)
+            finally:
+                self._pending.pop(job.job, None)
+
+    def _analyze(self, job: _Job) -> None:
+        if job.cancel.is_set():
+            self.results.put(JobFailed(job.job, job.path, "cancelled", cancelled=True))
+            return
+        with self._lock:
+            model = self._model
+        if model is None:
+            self.results.put(JobFailed(job.job, job.path, "no model is loaded"))
+            return
+        loaded, device, hop_s = model
+        t0 = time.perf_counter()
+        try:
+            total_frames = max(1, round(probe(job.path).duration_s * 100))
+            pool = max(1, math.ceil(total_frames / MAX_DISPLAY_COLUMNS))
+            display = _Pooler(pool)
+            last = [0.0]
+
+            def progress(done_s: float, total_s: float) -> None:
+                now = time.perf_counter()
+                if now - last[0] > 0.1 or done_s >= total_s:
+                    last[0] = now
+                    self.results.put(JobProgress(job.job, done_s, total_s))
+
+            timeline = Analyzer(Scorer(loaded, device), hop_s=hop_s).analyze(
+                job.path, progress, job.cancel, on_frames=display.push)
+            self.results.put(JobDone(job.job, job.path, timeline, display.result(), pool,
+                                     time.perf_counter() - t0))
+        except AnalysisCancelled:
+            self.results.put(JobFailed(job.job, job.path, "cancelled", cancelled=True))
+        except Exception as e:  # noqa: BLE001 - shown next to the file; the queue goes on
+            log.warning("analysis of %s failed: %s", job.path, e)
+            self.results.put(JobFailed(job.job, job.path, _message(e)))
+
+
+class _Pooler:
+    """Max-pools a stream of (N, F) frames over groups of `size` frames (the display of a long file)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._columns: list[np.ndarray] = []
+        self._rest: np.ndarray | None = None
+
+    def push(self, start_frame: int, frames: np.ndarray) -> None:
+        if self._rest is not None:
+            frames = np.concatenate([self._rest, frames])
+        whole = len(frames) // self.size * self.size
+        if whole:
+            self._columns.append(frames[:whole].reshape(-1, self.size, frames.shape[1]).max(axis=1))
+        self._rest = frames[whole:] if whole < len(frames) else None
+
+    def result(self) -> np.ndarray:
+        columns = list(self._columns)
+        if self._rest is not None and len(self._rest):
+            columns.append(self._rest.max(axis=0, keepdims=True))
+        return np.concatenate(columns) if columns else np.zeros((0, 128), dtype=np.float32)

@@ -1,0 +1,305 @@
+"""The desktop window, offscreen, on the shipped default model: no device, live from a real clip played
+in real time (and through the virtual microphone), files dropped on it, export, broken models, settings,
+and that closing stops every thread."""
+from __future__ import annotations
+
+import csv
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.controls import ExportRequest
+from app.main_window import MainWindow
+from core.features import num_frames_for
+from tests.app.conftest import FakeAudio, NoAudio
+
+WORKER_THREADS = ("tagger", "decode", "playback")
+SCENE_LABELS = {"Crowing, cock-a-doodle-doo", "Church bell", "Knock"}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Every test: no tagger, decoder or playback thread outlives the window."""
+    yield
+    alive = [t.name for t in threading.enumerate() if t.name in WORKER_THREADS and t.is_alive()]
+    assert not alive, f"threads left running: {alive}"
+
+
+def open_window(qtbot, qsettings, audio, **kwargs) -> MainWindow:
+    window = MainWindow(qsettings=qsettings, audio=audio, **kwargs)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.model is not None or bool(window.errors), timeout=60_000)
+    return window
+
+
+def close(window: MainWindow) -> None:
+    window.close()
+    assert not window.analysis.isRunning()
+    assert all(loader.isFinished() for loader in window._loaders)
+    assert window.session is None
+
+
+def drop(window: MainWindow, paths: list[Path]) -> None:
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = QtCore.QPointF(window.width() / 2, window.height() / 2)
+    buttons, mods = QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier
+    enter = QtGui.QDragEnterEvent(pos.toPoint(), QtCore.Qt.DropAction.CopyAction, mime, buttons, mods)
+    QtWidgets.QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    event = QtGui.QDropEvent(pos, QtCore.Qt.DropAction.CopyAction, mime, buttons, mods)
+    QtWidgets.QApplication.sendEvent(window, event)
+
+
+def analysed(qtbot, window: MainWindow, count: int = 1):
+    qtbot.waitUntil(lambda: sum(r.status in ("done", "failed", "cancelled")
+                                for r in window.files_view.results.values()) >= count, timeout=60_000)
+    return window.files_view.results
+
+
+# ------------------------------------------------------------------------------------------ start / close
+
+def test_starts_and_closes_cleanly_without_an_input_device(qtbot, qsettings):
+    window = open_window(qtbot, qsettings, NoAudio())
+    assert window.model is not None and not window.errors
+    assert window.live_view.device() is None
+    assert not window.live_view.start.isEnabled()
+    assert "No audio input found" in window.live_view.state.text()
+    assert window.badge.text() == "CPU" or window.badge.text().startswith("GPU")
+    window.start_live()                                 # e.g. a shortcut: says why, does not crash
+    assert "no audio input device" in window.errors[-1]
+    qtbot.waitUntil(lambda: not window.timer.isActive(), timeout=5000)   # idle: the redraw timer stops
+    close(window)
+
+
+def test_the_system_backend_without_a_sound_card_still_opens(qtbot, qsettings):
+    """The real PortAudio path: on a machine with no input (or no PortAudio) the window says so in words."""
+    window = open_window(qtbot, qsettings, None)
+    if window.live_view.device() is None:
+        assert window.live_view.state.text()
+    close(window)
+
+
+# ----------------------------------------------------------------------------------------------- live
+
+def test_a_live_source_drives_the_spectrogram_bars_strip_and_events(qtbot, qsettings, scene, tmp_path):
+    window = open_window(qtbot, qsettings, FakeAudio(scene, speed=4.0))
+    view = window.live_view
+    assert view.device() is not None
+    view.start.click()
+    assert window.session is not None and view.start.text() == "Stop"
+    qtbot.waitUntil(lambda: view.level.value() > -30, timeout=20_000)    # the meter follows real audio
+    qtbot.waitUntil(lambda: view.spectrogram.live_end_s > 3.0, timeout=20_000)
+    qtbot.waitUntil(lambda: len(view.bars.rows) > 0, timeout=20_000)
+    seen: set[str] = set()
+
+    def collect() -> bool:
+        seen.update(r.name for r in view.bars.rows if r.value > 0.3)
+        return window.session is None
+    qtbot.waitUntil(collect, timeout=30_000)              # the scene ends: the session closes itself
+    assert seen & SCENE_LABELS, f"bars showed {seen}"
+    assert view.spectrogram.strip_rows                      # the activity strip has rows
+    image = view.spectrogram.spec_image.image
+    assert image.shape == (128, 3000) and image.max() > image.min()   # 30 s of history, real content
+    timeline, events = window.live_result
+    names = {timeline.labels[e.label_index].name for e in events}
+    assert len(names & SCENE_LABELS) >= 2, names
+    assert view.events.rowCount() == len(events)
+    assert "inference" in window.status_speed.text()
+    written = window.run_export(ExportRequest("live", ("tags", "audacity"), tmp_path, "session"))
+    assert [p.name for p in written] == ["session.tags.csv", "session.labels.txt"]
+    close(window)
+
+
+def test_a_vanishing_device_is_reported_and_what_was_heard_is_kept(qtbot, qsettings, scene):
+    window = open_window(qtbot, qsettings, FakeAudio(scene, speed=4.0, fail_after_s=8.0))
+    window.start_live()
+    qtbot.waitUntil(lambda: window.session is None, timeout=30_000)
+    assert "listening stopped" in window.errors[-1] and "unplugged" in window.errors[-1]
+    assert window.banner.isVisible()
+    timeline, events = window.live_result
+    assert 7.5 <= timeline.duration_s <= 8.5
+    assert window.live_view.start.isEnabled() and window.live_view.start.text() == "Start listening"
+    close(window)
+
+
+def test_closing_while_listening_stops_every_thread(qtbot, qsettings, scene):
+    window = open_window(qtbot, qsettings, FakeAudio(scene, speed=1.0))
+    window.start_live()
+    qtbot.waitUntil(lambda: window.live_view.spectrogram.live_end_s > 1.0, timeout=10_000)
+    close(window)                                           # the autouse fixture checks the threads
+
+
+def test_live_through_the_virtual_microphone(qtbot, qsettings, virtual_mic, scene):
+    from tests.conftest import vmic
+    window = open_window(qtbot, qsettings, None)
+    window.refresh_devices(refresh=True)
+    assert window.live_view.device() is not None, window.live_view.state.text()
+    window.start_live()
+    assert window.session is not None, window.errors
+    player = threading.Thread(target=vmic, args=("play", str(scene)))
+    player.start()
+    seen: set[str] = set()
+
+    def collect() -> bool:
+        seen.update(r.name for r in window.live_view.bars.rows if r.value > 0.3)
+        return SCENE_LABELS <= seen
+    try:
+        qtbot.waitUntil(collect, timeout=40_000)
+    finally:
+        player.join()
+        window.stop_live()
+        qtbot.waitUntil(lambda: window.session is None, timeout=20_000)
+        close(window)
+    assert window.live_result[0].duration_s > 15
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+def test_dropping_a_real_clip_gives_its_timeline_and_events(qtbot, qsettings, scene):
+    window = open_window(qtbot, qsettings, NoAudio())
+    drop(window, [scene])
+    assert window.tabs.currentWidget() is window.files_view
+    (result,) = analysed(qtbot, window).values()
+    assert result.status == "done", result.message
+    names = [result.timeline.labels[e.label_index].name for e in result.events]
+    assert len(set(names) & SCENE_LABELS) >= 2, names
+    view = window.files_view
+    assert view.events.rowCount() == len(result.events)
+    assert view.view.spec_image.image.shape == (128, num_frames_for(21 * 16000))   # one column per 10 ms frame
+    assert set(view.view.strip_rows) >= set(names)       # every label with an event has a strip row
+    last = len(names) - 1
+    view.focus_event(last)                               # clicking an event moves the view to it
+    x0, x1 = view.view.spec_plot.getViewBox().viewRange()[0]
+    e = result.events[last]
+    assert x0 <= e.start_s and e.end_s <= x1 and x1 - x0 < 15
+    assert view.events.selectionModel().selectedRows()[0].row() == last
+    window.on.setValue(0.99)                             # thresholds redraw without re-analysing
+    assert len(result.events) < len(names)
+    close(window)
+
+
+def test_a_folder_with_a_bad_file_keeps_going_and_says_why(qtbot, qsettings, scene, tmp_path):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    (folder / "a_broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    (folder / "b_empty.flac").write_bytes(b"")
+    (folder / "c_scene.wav").write_bytes(scene.read_bytes())
+    window = open_window(qtbot, qsettings, NoAudio())
+    window.open_paths([str(folder)])
+    results = analysed(qtbot, window, 3)
+    statuses = {Path(r.path).name: r.status for r in results.values()}
+    assert statuses == {"a_broken.wav": "failed", "b_empty.flac": "failed", "c_scene.wav": "done"}
+    assert any("a_broken.wav" in e for e in window.errors) and any("b_empty.flac" in e for e in window.errors)
+    close(window)
+
+
+def test_cancel_stops_an_analysis(qtbot, qsettings, scene, tmp_path):
+    long = tmp_path / "long.wav"
+    import soundfile as sf
+    x, rate = sf.read(scene, dtype="float32")
+    sf.write(long, np.tile(x, 30), rate)                 # 10 minutes
+    window = open_window(qtbot, qsettings, NoAudio())
+    (job,) = window.open_paths([str(long)])
+    qtbot.waitUntil(lambda: window.files_view.results[job].status == "running", timeout=30_000)
+    window.files_view.queue.cellWidget(0, 3).click()
+    (result,) = analysed(qtbot, window).values()
+    assert result.status == "cancelled"
+    assert not [e for e in window.errors if "long.wav" in e]       # a cancel is not an error
+    close(window)
+
+
+# --------------------------------------------------------------------------------------------- export
+
+def test_export_writes_the_files_and_never_overwrites_unasked(qtbot, qsettings, scene, tmp_path, monkeypatch):
+    window = open_window(qtbot, qsettings, NoAudio())
+    window.open_paths([str(scene)])
+    (result,) = analysed(qtbot, window).values()
+    assert result.events
+    scopes = window.export_scopes()
+    assert "file" in scopes and "live" not in scopes
+    out = tmp_path / "out"
+    request = ExportRequest("file", ("tags", "raven", "params"), out, "scene")
+    written = window.run_export(request)
+    assert [p.name for p in written] == ["scene.tags.csv", "scene.selections.txt", "scene.params.csv"]
+    rows = list(csv.DictReader(open(out / "scene.tags.csv", encoding="utf-8")))
+    assert [r["Common name"] for r in rows] == [result.timeline.labels[e.label_index].name
+                                                 for e in result.events]
+    before = {p: p.read_bytes() for p in written}
+    (out / "scene.tags.csv").write_text("my edits\n")
+    asked = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question",
+                        lambda *a, **k: asked.append(a) or QtWidgets.QMessageBox.StandardButton.No)
+    assert window.run_export(request) == []
+    assert len(asked) == 1 and "scene.tags.csv" in asked[0][2]
+    assert (out / "scene.tags.csv").read_text() == "my edits\n"   # nothing overwritten
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question", lambda *a, **k: QtWidgets.QMessageBox.StandardButton.Yes)
+    assert len(window.run_export(request)) == 3
+    assert {p: p.read_bytes() for p in written} == before
+    close(window)
+
+
+def test_export_to_an_unwritable_place_is_an_error_in_words(qtbot, qsettings, scene, tmp_path):
+    window = open_window(qtbot, qsettings, NoAudio())
+    window.open_paths([str(scene)])
+    analysed(qtbot, window)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert window.run_export(ExportRequest("file", ("tags",), blocker / "sub", "scene")) == []
+    assert window.errors[-1].startswith("export failed:")
+    close(window)
+
+
+# --------------------------------------------------------------------------------------------- models
+
+def test_the_model_picker_rejects_a_broken_file_and_keeps_the_model(qtbot, qsettings, scene, tmp_path):
+    window = open_window(qtbot, qsettings, NoAudio())
+    before = window.model
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    window.load_model(str(broken))
+    qtbot.waitUntil(lambda: len(window.errors) > 0, timeout=30_000)
+    assert "could not load model" in window.errors[-1] and "broken.safetensors" in window.errors[-1]
+    assert window.model is before and window.banner.isVisible()
+    window.open_paths([str(scene)])                          # the app keeps working with the old model
+    assert next(iter(analysed(qtbot, window).values())).status == "done"
+    close(window)
+
+
+def test_a_hugging_face_directory_loads_with_its_labels(qtbot, qsettings, tiny_hf_dir):
+    window = open_window(qtbot, qsettings, NoAudio())
+    window.load_model(str(tiny_hf_dir))
+    qtbot.waitUntil(lambda: window.model.spec == str(tiny_hf_dir), timeout=30_000)
+    assert window.labels_panel.table.rowCount() == 4
+    assert window.model_box.currentData() == str(tiny_hf_dir)
+    close(window)
+
+
+# ------------------------------------------------------------------------------------ labels, settings
+
+def test_settings_labels_and_thresholds_are_remembered(qtbot, qsettings):
+    window = open_window(qtbot, qsettings, NoAudio())
+    panel = window.labels_panel
+    dog = panel.labels.find("Dog").index
+    panel.set_pinned(dog, True)
+    panel.table.item(dog, 2).setText("0.7")
+    panel.table.item(dog + 1, 2).setText("banana")           # refused in words, not kept
+    assert "between 0 and 1" in window.errors[-1]
+    window.hop.setValue(0.5)
+    window._hop_changed()
+    window.on.setValue(0.4)
+    window.off.setValue(0.25)
+    panel.search.setText("bell")
+    assert panel.allowed().sum() == 1 and panel.allowed()[panel.labels.find("Church bell").index]
+    close(window)
+
+    again = open_window(qtbot, qsettings, NoAudio())
+    assert again.hop.value() == 0.5 and again.on.value() == 0.4 and again.off.value() == 0.25
+    assert again.labels_panel.pinned_ids() == [again.labels_panel.labels[dog].id]
+    assert again.labels_panel.thresholds() == {again.labels_panel.labels[dog].id: 0.7}
+    assert again._event_config().label_thresholds == ((again.labels_panel.labels[dog].id, 0.7),)
+    close(again)
