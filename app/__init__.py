@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 __all__ = ["run_app", "make_application"]
@@ -28,6 +29,12 @@ def make_application(argv: list[str] | None = None):
 
 def run_app(args: argparse.Namespace) -> int:
     """Open the window (on the model and device of `args`, or the ones used last) and run until it closes."""
+    if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
+        print("error: no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); run it "
+              "on a desktop, or use the headless commands: `python main.py analyze FILE`, "
+              "`python main.py listen` (see --help)", file=sys.stderr)
+        return 2
     app = make_application()
     from app.main_window import MainWindow
     from app.workers import set_cpu_threads

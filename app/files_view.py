@@ -70,6 +70,7 @@ class FilesView(QtWidgets.QSplitter):
         open_button = QtWidgets.QPushButton("Open files…")
         open_button.clicked.connect(self.open_requested)
         lv.addWidget(open_button)
+        left.setMinimumWidth(340)
         self.addWidget(left)
 
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
@@ -87,6 +88,7 @@ class FilesView(QtWidgets.QSplitter):
         self.events.verticalHeader().setVisible(False)
         self.events.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         self.events.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.events.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.events.horizontalHeader().setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.Stretch)
         self.events.cellClicked.connect(lambda row, col: self.focus_event(row))
         right.addWidget(self.events)

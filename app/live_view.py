@@ -61,6 +61,7 @@ class LiveView(QtWidgets.QWidget):
         self.events.setHorizontalHeaderLabels(["Start (s)", "End (s)", "Label", "Peak"])
         self.events.verticalHeader().setVisible(False)
         self.events.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.events.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.events.horizontalHeader().setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.Stretch)
         side = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         side.addWidget(self.bars)

@@ -9,6 +9,7 @@ are always one contiguous slice: scrolling copies nothing. Time on the x axis is
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pyqtgraph as pg
@@ -20,6 +21,7 @@ from core.features import LOW_FREQ_HZ
 __all__ = ["SpectrogramView", "mel_ticks", "spectrogram_levels", "quantize"]
 
 AXIS_WIDTH_PX = 150          # both left axes get this width, so the two plots share their x pixels
+SMOOTH_S = 0.06             # how far the live view may scroll past the newest audio between chunks
 TICK_HZ = (50, 100, 200, 500, 1000, 2000, 4000, 8000)
 SPEC_CMAP = pg.colormap.get("inferno")
 STRIP_CMAP = pg.colormap.get("viridis")
@@ -86,6 +88,8 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         self._column = -1           # ring position of the newest column
         self._next_frame = 0        # absolute frame index expected next
         self._dirty = False
+        self._arrival = 0.0         # perf_counter when the newest frames came (smooth scrolling)
+        self._shown_end = 0.0       # right edge of the live view, s
         self.strip_rows: list[str] = []
         self.spec_plot.scene().sigMouseClicked.connect(self._clicked)
 
@@ -129,6 +133,7 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         self._width = round(self.history_s / features.frame_shift_s)
         self._ring = np.zeros((features.num_mel_bins, 2 * self._width), dtype=np.uint8)
         self._column, self._next_frame, self._dirty = self._width - 1, 0, True
+        self._shown_end = 0.0
         self.set_strip([], 0.0, 1.0, np.zeros((0, 0)))
         self.refresh()
 
@@ -143,6 +148,7 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         self._write(columns)
         self._next_frame = start_frame + len(frames)
         self._dirty = True
+        self._arrival = time.perf_counter()
 
     def _write(self, columns: np.ndarray) -> None:
         W, n = self._width, columns.shape[1]
@@ -156,15 +162,26 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         return self._next_frame * self.features.frame_shift_s
 
     def refresh(self) -> bool:
-        """Per timer tick: redraw the live image if new frames came; True when it drew."""
-        if not self._dirty or self._width == 0:
+        """Per timer tick: redraw the live image if new frames came, and scroll; True when it drew.
+
+        Audio comes in chunks (about 50 ms); between them the view keeps scrolling at the stream's pace
+        for up to SMOOTH_S, so it moves at the timer's 30 frames per second instead of jumping.
+        """
+        if self._width == 0:
             return False
         W, shift = self._width, self.features.frame_shift_s
-        view = self._ring[:, self._column + 1:self._column + 1 + W]                 # (F, W), newest last
-        self.spec_image.setImage(view, levels=(0, 255), autoLevels=False)
         end = self.live_end_s
-        self.spec_image.setRect(QtCore.QRectF(end - W * shift, 0, W * shift, self.features.num_mel_bins))
-        self.spec_plot.setXRange(end - W * shift, end, padding=0)
+        if self._dirty:
+            view = self._ring[:, self._column + 1:self._column + 1 + W]             # (F, W), newest last
+            self.spec_image.setImage(view, levels=(0, 255), autoLevels=False)
+            self.spec_image.setRect(QtCore.QRectF(end - W * shift, 0, W * shift, self.features.num_mel_bins))
+        elif self._next_frame == 0:
+            return False
+        ahead = min(time.perf_counter() - self._arrival, SMOOTH_S) if not self._dirty else 0.0
+        if ahead > 0 and self._shown_end >= end + SMOOTH_S - 1e-9:
+            return False                                  # no audio for a while: stand still
+        self._shown_end = end + ahead
+        self.spec_plot.setXRange(self._shown_end - W * shift, self._shown_end, padding=0)
         self._dirty = False
         return True
 

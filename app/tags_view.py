@@ -119,7 +119,7 @@ class ConfidenceBars(QtWidgets.QWidget):
             y = 4 + i * self.ROW_PX
             h = self.ROW_PX - 6
             p.setPen(pal.color(QtGui.QPalette.ColorRole.Text))
-            name = ("📌 " if r.pinned else "") + r.name
+            name = ("★ " if r.pinned else "") + r.name
             p.drawText(QtCore.QRect(4, y, name_w, h), QtCore.Qt.AlignmentFlag.AlignVCenter,
                        fm.elidedText(name, QtCore.Qt.TextElideMode.ElideRight, name_w))
             p.fillRect(bar_x, y, bar_w, h, QtGui.QColor(128, 128, 128, 50))

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +27,7 @@ from core.errors import TaggerError
 from core.ringbuffer import OverrunError, RingBuffer
 
 __all__ = ["CaptureError", "NoInputDeviceError", "InputDevice", "Capture", "CaptureReader",
-           "list_input_devices", "find_input_device", "refresh_devices", "MODEL_RATE_HZ"]
+           "list_input_devices", "find_input_device", "refresh_devices", "MODEL_RATE_HZ", "FilePlayback"]
 
 log = logging.getLogger(__name__)
 
@@ -297,3 +299,54 @@ class CaptureReader:
             self._flushed = True
         self.position += len(out)
         return start, out
+
+
+class FilePlayback:
+    """A file played into a ring as if it were an input device: a Capture look-alike for demos, tests
+    and screenshots without a sound card. A thread writes 16 kHz blocks at `speed` x real time;
+    `fail_after_s` makes the "device" vanish at that point of the file (the ring closes with an error).
+    """
+
+    def __init__(self, path, speed: float = 1.0, fail_after_s: float | None = None, block_s: float = 0.1):
+        from core.audio_io import read_audio
+        self.samples = read_audio(path, MODEL_RATE_HZ)                      # (N,) float32, AudioError
+        self.rate_hz = MODEL_RATE_HZ
+        self.device = InputDevice(-1, f"playback of {Path(path).name}", "file", 1, MODEL_RATE_HZ, True)
+        self.ring = RingBuffer.for_seconds(RING_S, self.rate_hz)
+        self.input_overflows = 0
+        self.speed, self.fail_after_s = speed, fail_after_s
+        self.block = max(1, round(block_s * self.rate_hz))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = datetime.now(timezone.utc)
+
+    def start(self) -> None:
+        self._started = datetime.now(timezone.utc)
+        self._thread = threading.Thread(target=self._play, name="playback", daemon=True)
+        self._thread.start()
+
+    def _play(self) -> None:
+        t0 = time.monotonic()
+        for i in range(0, len(self.samples), self.block):
+            if self.fail_after_s is not None and i >= self.fail_after_s * self.rate_hz:
+                self.ring.close(error=f"input device {self.device.name!r} stopped delivering audio after "
+                                      f"{i / self.rate_hz:.1f} s (it was unplugged)")
+                return
+            due = t0 + i / self.rate_hz / self.speed       # absolute schedule: no drift
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                return
+            self.ring.write(self.samples[i:i + self.block])
+        self.ring.close()
+
+    def stop(self, end_index: int | None = None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+        if not self.ring.ended:
+            self.ring.close(end_index)
+
+    def check(self) -> str | None:
+        return self.ring.error
+
+    def clock_start(self) -> datetime:
+        return self._started.astimezone()

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from app.spectrogram_view import SpectrogramView, mel_ticks, quantize, spectrogram_levels
+from app.spectrogram_view import SMOOTH_S, SpectrogramView, mel_ticks, quantize, spectrogram_levels
 from app.tags_view import BarRanking, BarRow, ConfidenceBars
 from core.config import FeatureConfig
 
@@ -65,7 +65,7 @@ def test_the_live_ring_scrolls_by_stream_time_and_leaves_gaps_dark(qtbot):
     view.start_live(features)
     loud = np.full((30, 4), 2.5, dtype=np.float32)
     view.add_frames(0, loud)
-    assert view.refresh() and not view.refresh()           # draws once per batch of new frames
+    assert view.refresh()
     image = view.spec_image.image
     assert image.shape == (4, 100) and (image[:, -30:] == 255).all() and (image[:, :-30] == 0).all()
     view.add_frames(50, loud[:10])                         # frames 30-49 were lost: they stay dark
@@ -75,6 +75,9 @@ def test_the_live_ring_scrolls_by_stream_time_and_leaves_gaps_dark(qtbot):
     assert view.live_end_s == pytest.approx(0.6)
     x0, x1 = view.spec_plot.getViewBox().viewRange()[0]
     assert x0 == pytest.approx(-0.4) and x1 == pytest.approx(0.6)
+    view._arrival -= 1.0                                   # no audio for a second: scroll at most SMOOTH_S on
+    assert view.refresh() and not view.refresh()
+    assert view.spec_plot.getViewBox().viewRange()[0][1] == pytest.approx(0.6 + SMOOTH_S)
 
 
 def test_painting_does_not_eat_references_to_none(qtbot):

@@ -63,7 +63,7 @@ def analysed(qtbot, window: MainWindow, count: int = 1):
 
 # ------------------------------------------------------------------------------------------ start / close
 
-def test_starts_and_closes_cleanly_without_an_input_device(qtbot, qsettings):
+def test_starts_and_closes_cleanly_without_an_input_device(qtbot, qsettings, recwarn):
     window = open_window(qtbot, qsettings, NoAudio())
     assert window.model is not None and not window.errors
     assert window.live_view.device() is None
@@ -74,6 +74,19 @@ def test_starts_and_closes_cleanly_without_an_input_device(qtbot, qsettings):
     assert "no audio input device" in window.errors[-1]
     qtbot.waitUntil(lambda: not window.timer.isActive(), timeout=5000)   # idle: the redraw timer stops
     close(window)
+    assert not [str(w.message) for w in recwarn.list]
+
+
+def test_without_a_display_main_py_says_so_instead_of_aborting(tmp_path):
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(root / "main.py")], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "no display" in done.stderr and "analyze" in done.stderr
 
 
 def test_the_system_backend_without_a_sound_card_still_opens(qtbot, qsettings):

@@ -1,0 +1,101 @@
+"""Screenshots of the app tagging real clips, for the README: `docs/screenshot.sh` runs this under Xvfb.
+
+    python -m app.screenshot --out docs   # -> docs/screenshot-live.png, docs/screenshot-files.png
+
+The scene is three CC0 ESC-50 clips from tests/data (rooster, church bell, door knock) with silence
+between. Live: the scene played in real time into the live view (core.capture.FilePlayback, the same
+path as a microphone) and captured mid-way; Files: the same scene analysed into its timeline.
+Uses a temporary settings file, so a user's own settings are neither used nor changed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIPS = ("1-44831-A-1.flac", "4-150364-B-46.flac", "5-251426-B-30.flac")
+
+
+def make_scene(path: Path) -> Path:
+    x = np.zeros(21 * 16000, dtype=np.float32)
+    for start_s, name in zip((1, 8, 15), CLIPS):
+        clip, _ = sf.read(ROOT / "tests" / "data" / name, dtype="float32")
+        x[start_s * 16000:start_s * 16000 + len(clip)] = clip
+    sf.write(path, x, 16000, subtype="PCM_16")
+    return path
+
+
+class _Playback:
+    """An audio backend whose one input plays the scene in real time."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def list_devices(self, refresh: bool = False):
+        from core.capture import FilePlayback
+        return [FilePlayback(self.path).device]
+
+    def open(self, device):
+        from core.capture import FilePlayback
+        return FilePlayback(self.path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs"), help="folder for the PNGs")
+    parser.add_argument("--live-s", type=float, default=16.0, help="seconds of the scene heard before the live shot")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from PySide6 import QtCore
+    from app import make_application
+    from app.main_window import MainWindow
+    from app.workers import set_cpu_threads
+
+    app = make_application()
+    set_cpu_threads()
+    tmp = Path(tempfile.mkdtemp(prefix="screenshot-"))
+    scene = make_scene(tmp / "scene.wav")
+    settings = QtCore.QSettings(str(tmp / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    window = MainWindow(qsettings=settings, audio=_Playback(scene))
+    window.resize(1400, 820)
+    window.show()
+
+    def wait(condition, timeout_s: float) -> bool:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not condition():
+            app.processEvents()
+            time.sleep(0.01)
+        return condition()
+
+    if not wait(lambda: window.model is not None, 60):
+        print(f"error: the model did not load: {window.errors}", file=sys.stderr)
+        return 1
+    window.labels_panel.set_pinned(window.labels_panel.labels.find("Speech").index, True)
+    window.start_live()
+    wait(lambda: window.live_view.spectrogram.live_end_s >= args.live_s, args.live_s + 30)
+    wait(lambda: False, 0.3)
+    window.grab().save(str(out / "screenshot-live.png"))
+    window.stop_live()
+    wait(lambda: window.session is None, 30)
+
+    window.open_paths([str(scene)])
+    wait(lambda: bool(window.files_view.done_results()), 60)
+    window.files_view.focus_event(0)
+    window.files_view.view.spec_plot.setXRange(0, 21, padding=0)
+    wait(lambda: False, 0.3)
+    window.grab().save(str(out / "screenshot-files.png"))
+    window.close()
+    print(f"wrote {out / 'screenshot-live.png'} and {out / 'screenshot-files.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
