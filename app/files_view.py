@@ -100,15 +100,15 @@ class FilesView(QtWidgets.QSplitter):
 
     # ---- the queue ----------------------------------------------------------------------------------
 
-    def add_job(self, job: int, path: str, duration_s: float) -> None:
-        self.results[job] = FileResult(job, path, duration_s)
+    def add_job(self, job: int, path: str) -> None:
+        self.results[job] = FileResult(job, path, 0.0)
         row = self.queue.rowCount()
         self.queue.insertRow(row)
         item = QtWidgets.QTableWidgetItem(Path(path).name)
         item.setToolTip(path)
         item.setData(QtCore.Qt.ItemDataRole.UserRole, job)
         self.queue.setItem(row, _FILE, item)
-        self.queue.setItem(row, _LENGTH, QtWidgets.QTableWidgetItem(_clock(duration_s)))
+        self.queue.setItem(row, _LENGTH, QtWidgets.QTableWidgetItem("…"))
         bar = QtWidgets.QProgressBar()
         bar.setRange(0, 1000)
         bar.setFormat("queued")
@@ -129,7 +129,9 @@ class FilesView(QtWidgets.QSplitter):
         row, result = self._row(job), self.results.get(job)
         if row < 0 or result is None:
             return
-        result.status = "running"
+        if result.status != "running":
+            result.status, result.duration_s = "running", total_s
+            self.queue.item(row, _LENGTH).setText(_clock(total_s))
         bar = self.queue.cellWidget(row, _PROGRESS)
         bar.setValue(int(1000 * done_s / total_s) if total_s > 0 else 0)
         bar.setFormat(f"{100 * done_s / total_s:.0f} %" if total_s > 0 else "…")
@@ -139,6 +141,7 @@ class FilesView(QtWidgets.QSplitter):
         result.events = detect_events(result.timeline, event_config)
         self.results[job] = result
         row = self._row(job)
+        self.queue.item(row, _LENGTH).setText(_clock(result.duration_s))
         bar = self.queue.cellWidget(row, _PROGRESS)
         bar.setValue(1000)
         bar.setFormat(f"{len(result.events)} events")
@@ -157,6 +160,8 @@ class FilesView(QtWidgets.QSplitter):
         bar.setFormat("cancelled" if cancelled else "failed")
         bar.setToolTip(message)
         self.queue.item(row, _FILE).setToolTip(f"{result.path}\n{message}")
+        if result.status == "failed":
+            self.queue.item(row, _LENGTH).setText("–")
         self.queue.cellWidget(row, _CANCEL).setEnabled(False)
 
     def done_results(self) -> list[FileResult]:

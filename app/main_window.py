@@ -413,15 +413,9 @@ class MainWindow(QtWidgets.QMainWindow):
         found = collect_audio([str(p) for p in paths])
         if not found:
             self.show_error(f"no audio files found in {', '.join(str(p) for p in paths)}")
-        for path, _ in found:
-            from core.audio_io import probe
-            try:
-                duration = probe(path).duration_s
-            except TaggerError as e:
-                duration = 0.0
-                self.show_error(str(e))
+        for path, _ in found:       # the worker reads each file (even its header): never the GUI thread
             job = self.analysis.submit(path)
-            self.files_view.add_job(job, str(path), duration)
+            self.files_view.add_job(job, str(path))
             jobs.append(job)
         if jobs:
             self.tabs.setCurrentWidget(self.files_view)
