@@ -13,21 +13,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.capture import CaptureError
 from core.cli import collect_audio
-from core.errors import ExportError, ExportExistsError, TaggerError
-from core.events import detect_events, thresholds_for
-from core.export import export_combined, export_timeline, target_paths
+from core.config import EventConfig, FeatureConfig
+from core.errors import ExportExistsError, TaggerError
+from core.events import thresholds_for
 from core.listen import LiveTimeline
-from core.modelfile import DEFAULT_MODEL_NAME, shipped_models
+from core.modelfile import shipped_models
 from core.tagger import TagFrame, TaggerEnd
 from app.controls import ExportDialog, ExportRequest, LabelPanel
+from app.exporting import export_scopes, write_export
 from app.files_view import FileResult, FilesView
 from app.live_view import LiveView
 from app.settings import AppSettings, default_qsettings, load_settings, save_settings
+from app.toolbar import OPEN_HF_DIR, OPEN_MODEL, RunBar
 from app.workers import (AnalysisWorker, JobDone, JobFailed, JobProgress, LiveFrames, LiveSession,
                          ModelFailed, ModelLoader, ModelReady, SystemAudio)
 
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 TICK_MS = 33                 # ~30 redraws per second
 STATS_EVERY_S = 0.5
-OPEN_MODEL, OPEN_HF_DIR = "\x00file", "\x00dir"
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -76,49 +76,17 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================================= construction
 
     def _build(self) -> None:
-        bar = self.addToolBar("Controls")
-        bar.setObjectName("controls")
-        bar.setMovable(False)
-        self.model_box = QtWidgets.QComboBox()
-        self.model_box.setMinimumWidth(220)
-        self.model_box.setToolTip("The model that tags: the shipped default, a model file (.safetensors), "
-                                  "a Hugging Face AST directory or an original AST .pth")
+        bar = RunBar(self.settings, self)
+        self.addToolBar(bar)
+        self.run_bar = bar
+        self.model_box, self.compute_box, self.badge = bar.model_box, bar.compute_box, bar.badge
+        self.hop, self.on, self.off = bar.hop, bar.on, bar.off
         self._fill_models()
         self.model_box.activated.connect(self._model_chosen)
-        bar.addWidget(QtWidgets.QLabel(" Model: "))
-        bar.addWidget(self.model_box)
-        self.compute_box = QtWidgets.QComboBox()
-        for text, key in (("Auto", "auto"), ("CPU", "cpu"), ("GPU", "cuda")):
-            self.compute_box.addItem(text, key)
-        if not torch.cuda.is_available():
-            self.compute_box.model().item(2).setEnabled(False)
-            self.compute_box.setItemData(2, "no CUDA GPU found", QtCore.Qt.ItemDataRole.ToolTipRole)
-        self.compute_box.setCurrentIndex(max(0, self.compute_box.findData(self.settings.compute)))
         self.compute_box.activated.connect(self._compute_chosen)
-        bar.addWidget(QtWidgets.QLabel("  Run on: "))
-        bar.addWidget(self.compute_box)
-        self.badge = QtWidgets.QLabel("…")
-        self.badge.setToolTip("Where inference runs")
-        self.badge.setContentsMargins(6, 2, 6, 2)
-        bar.addWidget(self.badge)
-        self.hop = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.25, maximum=5.0, singleStep=0.25, suffix=" s")
-        self.hop.setValue(self.settings.hop_s)
-        self.hop.setToolTip("Seconds between windows (live and files)")
         self.hop.editingFinished.connect(self._hop_changed)
-        bar.addWidget(QtWidgets.QLabel("  Hop: "))
-        bar.addWidget(self.hop)
-        self.on = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
-        self.off = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
-        self.on.setValue(self.settings.on_threshold)
-        self.off.setValue(self.settings.off_threshold)
-        self.on.setToolTip("An event opens when a label's smoothed score reaches this")
-        self.off.setToolTip("... and stays open until it falls below this (hysteresis)")
         self.on.valueChanged.connect(self._thresholds_changed)
         self.off.valueChanged.connect(self._thresholds_changed)
-        bar.addWidget(QtWidgets.QLabel("  On: "))
-        bar.addWidget(self.on)
-        bar.addWidget(QtWidgets.QLabel(" Off: "))
-        bar.addWidget(self.off)
 
         self.banner = QtWidgets.QLabel()
         self.banner.setWordWrap(True)
@@ -182,18 +150,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.restoreGeometry(geometry)
 
     def _fill_models(self) -> None:
-        self.model_box.clear()
-        self.model_box.addItem("Default (shipped)", "")
-        for name, path in shipped_models().items():
-            if name != DEFAULT_MODEL_NAME:
-                self.model_box.addItem(f"{name} (shipped)", name)
-        for spec in self.settings.recent_models:
-            self.model_box.addItem(Path(spec).name or spec, spec)
-            self.model_box.setItemData(self.model_box.count() - 1, spec, QtCore.Qt.ItemDataRole.ToolTipRole)
-        self.model_box.addItem("Open model file…", OPEN_MODEL)
-        self.model_box.addItem("Open Hugging Face directory…", OPEN_HF_DIR)
-        current = self.model.spec if self.model else self.settings.model_spec
-        self.model_box.setCurrentIndex(max(0, self.model_box.findData(current)))
+        self.run_bar.fill_models(self.settings.recent_models,
+                                 self.model.spec if self.model else self.settings.model_spec)
 
     # ======================================================================================= errors
 
@@ -248,11 +206,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if ready.spec and ready.spec not in shipped_models() and ready.spec not in self.settings.recent_models:
             self.settings.recent_models = [ready.spec, *self.settings.recent_models][:8]
         self._fill_models()
-        gpu = ready.device.type == "cuda"
-        name = torch.cuda.get_device_name(ready.device) if gpu else "CPU"
-        self.badge.setText(f"GPU: {name}" if gpu else "CPU")
-        self.badge.setStyleSheet(f"QLabel {{ background: {'#2e7d32' if gpu else '#555'}; color: white; "
-                                 "border-radius: 3px; }")
+        self.run_bar.set_badge(ready.device)
         self.status_model.setText(f"model {loaded.name}: {len(loaded.labels)} labels, window "
                                   f"{loaded.features.window_s:.2f} s, loaded in {ready.load_s:.1f} s")
         self.labels_panel.set_labels(loaded.labels, self.settings.pinned, self.settings.label_thresholds)
@@ -264,7 +218,6 @@ class MainWindow(QtWidgets.QMainWindow):
     def _event_config(self):
         """The event rule from the controls; ConfigError (shown) for off above on."""
         on, off = self.on.value(), self.off.value()
-        from core.config import EventConfig
         return EventConfig(on_threshold=on, off_threshold=min(off, on),
                            label_thresholds=tuple(self.labels_panel.thresholds().items()))
 
@@ -457,46 +410,29 @@ class MainWindow(QtWidgets.QMainWindow):
         model = self.model.loaded if self.model else None
         if model is not None and model.name == timeline.model_name:
             return model.features
-        from core.config import FeatureConfig
         return FeatureConfig(num_frames=round(timeline.window_s * 100))
 
     # ======================================================================================= export
 
+    def _current_file(self) -> FileResult | None:
+        return self.files_view.results.get(self.files_view.current) if self.files_view.current else None
+
+    def _live_timeline(self):
+        """The finished live session, or a snapshot of the running one, or None."""
+        if self.live_result is not None:
+            return self.live_result[0]
+        if self.live is not None and self.session is not None:
+            return self.live.timeline(self.session.stats().num_samples)
+        return None
+
     def export_scopes(self) -> dict[str, tuple[str, str]]:
-        scopes = {}
-        files = self.files_view.done_results()
-        current = self.files_view.results.get(self.files_view.current) if self.files_view.current else None
-        if current is not None and current.status == "done":
-            scopes["file"] = (f"This file: {Path(current.path).name}", Path(current.path).stem)
-        if len(files) > 1 or (files and "file" not in scopes):
-            scopes["batch"] = (f"All {len(files)} analysed files (combined tables)", "combined")
-        if self.live_result is not None or self.live is not None:
-            scopes["live"] = ("The live session", time.strftime("live-%Y%m%d-%H%M%S"))
-        return scopes
+        return export_scopes(self._current_file(), self.files_view.done_results(),
+                             self.live_result is not None or self.live is not None)
 
     def export(self, request: ExportRequest, overwrite: bool = False) -> list[Path]:
-        """Write the request; ExportExistsError (nothing written) unless overwrite, ExportError, ConfigError."""
-        config = self._event_config()
-        formats = request.formats
-        if not formats:
-            raise ExportError("choose at least one format to export")
-        if request.scope == "file":
-            r = self.files_view.results[self.files_view.current]
-            return export_timeline(r.timeline, detect_events(r.timeline, config), config, request.out_dir,
-                                   formats, stem=request.stem or None, overwrite=overwrite)
-        if request.scope == "batch":
-            items = [(r.timeline, detect_events(r.timeline, config)) for r in self.files_view.done_results()]
-            return export_combined(items, config, request.out_dir, formats, stem=request.stem or "combined",
-                                   overwrite=overwrite)
-        if self.live_result is not None:
-            timeline, events = self.live_result
-        elif self.live is not None and self.session is not None:
-            timeline = self.live.timeline(self.session.stats().num_samples)
-            events = detect_events(timeline, self.live.event_config)
-        else:
-            raise ExportError("nothing was heard yet: start listening first")
-        return export_timeline(timeline, events, config, request.out_dir, formats, stem=request.stem or None,
-                               overwrite=overwrite)
+        """Write the request (see app.exporting.write_export)."""
+        return write_export(request, self._event_config(), self._current_file(), self.files_view.done_results(),
+                            self._live_timeline() if request.scope == "live" else None, overwrite)
 
     def export_dialog(self) -> None:
         scopes = self.export_scopes()
@@ -516,9 +452,8 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             try:
                 written = self.export(request)
-            except ExportExistsError:
-                existing = [p for p in target_paths(request.out_dir, request.stem or "x", request.formats) if p.exists()]
-                names = "\n".join(p.name for p in existing[:8]) or "some of the files"
+            except ExportExistsError as e:
+                names = "\n".join(p.name for p in e.paths[:8]) + ("\n…" if len(e.paths) > 8 else "")
                 answer = QtWidgets.QMessageBox.question(
                     self, "Overwrite?", f"These files already exist in {request.out_dir}:\n{names}\n\nOverwrite them?")
                 if answer != QtWidgets.QMessageBox.StandardButton.Yes:
@@ -559,7 +494,8 @@ class MainWindow(QtWidgets.QMainWindow):
         drew = self.live_view.tick()
         if drew:
             self.redraw_ms.append(1000 * (time.perf_counter() - t0))
-        if self.session is None and not self.analysis.busy and not self._loaders and self._analysis_results.empty():
+        if (self.session is None and not self.analysis.busy and not self._loaders
+                and self._analysis_results.empty() and self._model_results.empty()):
             self.timer.stop()                      # idle: no CPU until something starts
 
     # ================================================================================ drag and drop

@@ -26,3 +26,7 @@ class ExportError(TaggerError):
 
 class ExportExistsError(TaggerError, FileExistsError):
     """An export target already exists and overwriting was not asked for (--force / overwrite=True)."""
+
+    def __init__(self, message: str, paths: list = ()):
+        super().__init__(message)
+        self.paths = list(paths)    # the targets that exist

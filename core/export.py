@@ -263,7 +263,7 @@ def _exists_error(paths: list[Path]) -> ExportExistsError:
     names = ", ".join(str(p) for p in paths)
     what = f"{names} already exists" if len(paths) == 1 else f"{len(paths)} export files already exist: {names}"
     return ExportExistsError(f"{what}; nothing was written. Pass --force (overwrite=True) to replace, "
-                             "or choose another output folder or name.")
+                             "or choose another output folder or name.", paths)
 
 
 def _write_atomic(target: Path, write: Callable[[TextIO], None], overwrite: bool) -> None:
