@@ -13,7 +13,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from core.config import EventConfig, FeatureConfig
-from core.events import detect_events
+from core.events import detect_events, rule_for
 from core.timeline import Event, Timeline
 from app.spectrogram_view import SpectrogramView
 
@@ -138,7 +138,7 @@ class FilesView(QtWidgets.QSplitter):
 
     def set_done(self, job: int, result: FileResult, event_config: EventConfig) -> None:
         result.status = "done"
-        result.events = detect_events(result.timeline, event_config)
+        result.events = detect_events(result.timeline, rule_for(event_config, result.timeline.labels))
         self.results[job] = result
         row = self._row(job)
         self.queue.item(row, _LENGTH).setText(_clock(result.duration_s))
@@ -189,7 +189,7 @@ class FilesView(QtWidgets.QSplitter):
     def refresh_events(self, event_config: EventConfig, pinned: list[int] = ()) -> None:
         """Recompute every file's events with a new rule (thresholds changed) and redraw the current one."""
         for result in self.done_results():
-            result.events = detect_events(result.timeline, event_config)
+            result.events = detect_events(result.timeline, rule_for(event_config, result.timeline.labels))
             row = self._row(result.job)
             if row >= 0:
                 self.queue.cellWidget(row, _PROGRESS).setFormat(f"{len(result.events)} events")

@@ -153,6 +153,8 @@ class LiveView(QtWidgets.QWidget):
         """Re-rank the bars (new scores, filter or pins changed) and redraw the strip for their labels."""
         if len(self._latest) != len(self.labels):
             return
+        if len(allowed) != len(self.labels):     # the panel already shows a new model: this stream's own labels
+            allowed, pinned = np.ones(len(self.labels), dtype=bool), []
         rows = self.ranking.update(self._latest, allowed, pinned)
         self.bars.set_rows([BarRow(self.labels[i].name, float(self._latest[i]), float(self.thresholds[i, 0]),
                                    bool(self._active[i]), i in pinned) for i in rows])

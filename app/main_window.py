@@ -19,7 +19,7 @@ from core.capture import CaptureError
 from core.cli import collect_audio
 from core.config import EventConfig, FeatureConfig
 from core.errors import ExportExistsError, TaggerError
-from core.events import thresholds_for
+from core.events import rule_for, thresholds_for
 from core.listen import LiveTimeline
 from core.modelfile import shipped_models
 from core.tagger import TagFrame, TaggerEnd
@@ -227,8 +227,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.on_threshold, self.settings.off_threshold = self.on.value(), self.off.value()
         self.settings.label_thresholds = self.labels_panel.thresholds()
         config = self._event_config()
-        if self.model is not None:
-            self.live_view.set_thresholds(thresholds_for(self.model.loaded.labels, config))
+        labels = self.live.labels if self.session is not None else (self.model.loaded.labels if self.model else None)
+        if labels is not None:         # a running session keeps its model's labels until it restarts
+            self.live_view.set_thresholds(thresholds_for(labels, rule_for(config, labels)))
         self.files_view.refresh_events(config, self.labels_panel.pinned())
 
     def _labels_changed(self) -> None:
@@ -283,7 +284,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.input_device = device.name
         self.live = LiveTimeline(loaded.labels, session.tagger.window_s, session.tagger.hop_s, config,
                                  loaded.name, f"live:{device.name}", device=str(self.model.device))
-        self.live_result = None
         self.live_view.begin(loaded.features, loaded.labels, session.tagger.window_s, session.tagger.hop_s,
                              thresholds_for(loaded.labels, config))
         self.live_view.set_running(True)
@@ -339,7 +339,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._show_stats()
         session.close()
         stats = session.stats()
-        timeline = live.timeline(end.num_samples, clock_start=getattr(session.source, "clock_start", lambda: None)(),
+        clock = getattr(session.source, "clock_start", None)
+        timeline = live.timeline(end.num_samples, clock_start=clock() if clock else None,
                                  extra={"input_device": session.source.device.name,
                                         "capture_rate_hz": session.source.rate_hz,
                                         "input_overflows": session.source.input_overflows,
@@ -417,22 +418,23 @@ class MainWindow(QtWidgets.QMainWindow):
     def _current_file(self) -> FileResult | None:
         return self.files_view.results.get(self.files_view.current) if self.files_view.current else None
 
-    def _live_timeline(self):
-        """The finished live session, or a snapshot of the running one, or None."""
-        if self.live_result is not None:
-            return self.live_result[0]
+    def _live_timelines(self) -> dict[str, object]:
+        """'live': the running session (a snapshot) or else the last finished one; 'last': the last
+        finished session while another runs (e.g. before a model change restarted the stream)."""
+        last = self.live_result[0] if self.live_result is not None else None
         if self.live is not None and self.session is not None:
-            return self.live.timeline(self.session.stats().num_samples)
-        return None
+            clock = getattr(self.session.source, "clock_start", None)
+            running = self.live.timeline(self.session.stats().num_samples, clock_start=clock() if clock else None)
+            return {"live": running, **({"last": last} if last is not None else {})}
+        return {"live": last} if last is not None else {}
 
     def export_scopes(self) -> dict[str, tuple[str, str]]:
-        return export_scopes(self._current_file(), self.files_view.done_results(),
-                             self.live_result is not None or self.live is not None)
+        return export_scopes(self._current_file(), self.files_view.done_results(), self._live_timelines())
 
     def export(self, request: ExportRequest, overwrite: bool = False) -> list[Path]:
         """Write the request (see app.exporting.write_export)."""
         return write_export(request, self._event_config(), self._current_file(), self.files_view.done_results(),
-                            self._live_timeline() if request.scope == "live" else None, overwrite)
+                            self._live_timelines().get(request.scope), overwrite)
 
     def export_dialog(self) -> None:
         scopes = self.export_scopes()

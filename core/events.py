@@ -22,6 +22,7 @@ starts are k * hop_s):
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 
 import numpy as np
@@ -32,7 +33,7 @@ from core.errors import ConfigError
 from core.labels import LabelSet
 from core.timeline import Event, Timeline
 
-__all__ = ["detect_events", "detect_label_events", "median_filter", "thresholds_for"]
+__all__ = ["detect_events", "detect_label_events", "median_filter", "thresholds_for", "rule_for"]
 
 
 def thresholds_for(labels: LabelSet, config: EventConfig) -> np.ndarray:
@@ -59,6 +60,16 @@ def thresholds_for(labels: LabelSet, config: EventConfig) -> np.ndarray:
             raise ConfigError(f"threshold for label {key!r} must be between 0 and 1, got {on}")
         table[label.index] = (on, on * ratio)
     return table
+
+
+def rule_for(config: EventConfig, labels: LabelSet) -> EventConfig:
+    """The rule for one model's labels: per-label thresholds naming labels it lacks are left out.
+
+    For settings carried across models (the app); typed input goes through thresholds_for, which refuses
+    an unknown label so that a typo is not silently ignored.
+    """
+    keep = tuple((k, v) for k, v in config.label_thresholds if labels.find(str(k)) is not None)
+    return config if keep == tuple(config.label_thresholds) else dataclasses.replace(config, label_thresholds=keep)
 
 
 def median_filter(values: np.ndarray, length: int) -> np.ndarray:

@@ -316,3 +316,22 @@ def test_settings_labels_and_thresholds_are_remembered(qtbot, qsettings):
     assert again.labels_panel.thresholds() == {again.labels_panel.labels[dog].id: 0.7}
     assert again._event_config().label_thresholds == ((again.labels_panel.labels[dog].id, 0.7),)
     close(again)
+
+
+def test_switching_the_model_while_listening_restarts_the_stream_on_the_new_model(qtbot, qsettings, scene,
+                                                                                 tiny_hf_dir):
+    window = open_window(qtbot, qsettings, FakeAudio(scene, speed=2.0))
+    window.start_live()
+    first = window.session
+    qtbot.waitUntil(lambda: window.live_view.spectrogram.live_end_s > 1.0, timeout=10_000)
+    window.load_model(str(tiny_hf_dir))
+    qtbot.waitUntil(lambda: window.session is not None and window.session is not first, timeout=30_000)
+    assert len(window.live_view.labels) == 4 and window.live.labels.names[0] == "Speech"
+    assert window.live_result is not None and len(window.live_result[0].labels) == 51   # the first session is kept
+    assert {"live", "last"} <= set(window.export_scopes())                              # ... and exportable
+    window.hop.setValue(0.5)
+    window._hop_changed()
+    second = window.session
+    qtbot.waitUntil(lambda: window.session is not None and window.session is not second, timeout=30_000)
+    assert window.session.tagger.hop_s == 0.5
+    close(window)

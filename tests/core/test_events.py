@@ -164,3 +164,15 @@ def test_detect_label_events_defaults_window_to_the_longest_window():
     ends = np.minimum(starts + 2.0, 4.5)   # last window padded (ends at 4.5)
     events = detect_label_events(np.array([0, 0.9, 0, 0]), starts, ends, 1.0, 4.5, 0.5, 0.3, 1, 0.0, 0.0, 7)
     assert [(e.label_index, e.start_s, e.end_s, e.peak_time_s) for e in events] == [(7, 1.5, 2.5, 2.0)]
+
+
+def test_rule_for_drops_thresholds_of_labels_a_model_lacks_and_keeps_the_rest():
+    from core.events import rule_for
+    labels = LabelSet.from_names(["Dog", "Speech"], ["/m/dog", "/m/speech"])
+    config = EventConfig(label_thresholds=(("/m/dog", 0.6), ("Church bell", 0.4)))
+    kept = rule_for(config, labels)
+    assert kept.label_thresholds == (("/m/dog", 0.6),)
+    assert thresholds_for(labels, kept)[0, 0] == 0.6
+    assert rule_for(kept, labels) is kept
+    with pytest.raises(ConfigError):                       # the strict check still refuses typed input
+        thresholds_for(labels, config)
