@@ -207,8 +207,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.settings.recent_models = [ready.spec, *self.settings.recent_models][:8]
         self._fill_models()
         self.run_bar.set_badge(ready.device)
-        self.status_model.setText(f"model {loaded.name}: {len(loaded.labels)} labels, window "
-                                  f"{loaded.features.window_s:.2f} s, loaded in {ready.load_s:.1f} s")
+        self._model_status = (f"model {loaded.name}: {len(loaded.labels)} labels, window "
+                              f"{loaded.features.window_s:.2f} s, loaded in {ready.load_s:.1f} s")
+        self.status_model.setText(self._model_status)
         self.labels_panel.set_labels(loaded.labels, self.settings.pinned, self.settings.label_thresholds)
         self._thresholds_changed()
         self.analysis.set_model(loaded, ready.device, self.hop.value())
@@ -487,7 +488,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 current = self.model.loaded.name if self.model else "no model"
                 self.show_error(f"could not load model {item.spec or 'default'}: {item.message} "
                                 f"(still using {current})")
-                self.status_model.setText(f"model {current}" if self.model else "no model loaded")
+                self.status_model.setText(self._model_status if self.model else "no model loaded")
                 self._fill_models()
         self._loaders = [w for w in self._loaders if not w.isFinished()]
         self._drain_analysis()

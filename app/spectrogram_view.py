@@ -71,6 +71,8 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
             plot.hideButtons()
             plot.getAxis("left").setWidth(AXIS_WIDTH_PX)
             plot.getViewBox().setMouseEnabled(x=True, y=False)
+            for side in ("left", "bottom"):
+                plot.getAxis(side).enableAutoSIPrefix(False)   # seconds stay seconds, Hz ticks stay as set
         self.spec_plot.setLabel("left", "frequency")
         self.strip_plot.setLabel("bottom", "time", units="s")
         self.strip_plot.getViewBox().invertY(True)          # first row (the strongest label) on top
@@ -92,6 +94,10 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         self._shown_end = 0.0       # right edge of the live view, s
         self.strip_rows: list[str] = []
         self.spec_plot.scene().sigMouseClicked.connect(self._clicked)
+        self.set_features(self.features)
+        self.strip_plot.getAxis("left").setTicks([[], []])
+        self.strip_plot.setYRange(0, 1, padding=0)
+        self.spec_plot.setXRange(-history_s, 0, padding=0)      # an empty view reads as "the last 30 s"
 
     # ---- shared -------------------------------------------------------------------------------------
 
