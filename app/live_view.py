@@ -19,9 +19,10 @@ from core.timeline import Event
 from app.spectrogram_view import SpectrogramView
 from app.tags_view import BarRanking, BarRow, ConfidenceBars
 
-__all__ = ["LiveView"]
+__all__ = ["LiveView", "PLAY_FILE"]
 
 LEVEL_FLOOR_DB = -60.0
+PLAY_FILE = "\x00play-file"     # the input entry that plays a file as if it were a microphone
 
 
 class LiveView(QtWidgets.QWidget):
@@ -38,6 +39,7 @@ class LiveView(QtWidgets.QWidget):
         self.refresh = QtWidgets.QToolButton(text="⟳")
         self.refresh.setToolTip("Look for input devices again")
         self.refresh.clicked.connect(self.refresh_requested)
+        self.devices.currentIndexChanged.connect(self._choice_changed)
         self.start = QtWidgets.QPushButton("Start listening")
         self.start.clicked.connect(self._start_clicked)
         self.level = QtWidgets.QProgressBar()
@@ -90,21 +92,34 @@ class LiveView(QtWidgets.QWidget):
     # ---- devices ------------------------------------------------------------------------------------
 
     def set_devices(self, devices: list[InputDevice], preferred: str = "", message: str = "") -> None:
+        """The inputs (default first), then 'a file played as live input'; with none, say so first."""
         self.devices.clear()
+        if not devices:
+            self.devices.addItem("no audio input found")
         for d in devices:
             self.devices.addItem(f"{d.name}{'  (default)' if d.is_default else ''}  [{d.host_api}]", d)
+        self.devices.addItem("A file, played as live input…", PLAY_FILE)
+        self.devices.setItemData(self.devices.count() - 1, "Tag a recording as if it came from a microphone, "
+                                 "in real time (no sound card needed)", QtCore.Qt.ItemDataRole.ToolTipRole)
         names = [d.name for d in devices]
         if preferred in names:
             self.devices.setCurrentIndex(names.index(preferred))
-        if not devices:
-            self.devices.addItem("no audio input found")
-        self.devices.setEnabled(bool(devices) and not self.running)
-        self.start.setEnabled(bool(devices) or self.running)
+        self.devices.setEnabled(not self.running)
+        self._choice_changed()
         self.state.setText(message)
+
+    def choice(self) -> InputDevice | str | None:
+        """The chosen input device, PLAY_FILE, or None (nothing to listen to)."""
+        data = self.devices.currentData()
+        return data if isinstance(data, InputDevice) or data == PLAY_FILE else None
 
     def device(self) -> InputDevice | None:
         data = self.devices.currentData()
         return data if isinstance(data, InputDevice) else None
+
+    def _choice_changed(self) -> None:
+        if not self.running:
+            self.start.setEnabled(self.choice() is not None)
 
     def _start_clicked(self) -> None:
         (self.stop_requested if self.running else self.start_requested).emit()
@@ -112,8 +127,8 @@ class LiveView(QtWidgets.QWidget):
     def set_running(self, running: bool, stopping: bool = False) -> None:
         self.running = running
         self.start.setText("Stopping…" if stopping else ("Stop" if running else "Start listening"))
-        self.start.setEnabled(not stopping and (running or self.device() is not None))
-        self.devices.setEnabled(not running and self.device() is not None)
+        self.start.setEnabled(not stopping and (running or self.choice() is not None))
+        self.devices.setEnabled(not running)
         self.refresh.setEnabled(not running)
         if not running:
             self.level.setValue(int(LEVEL_FLOOR_DB))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from core.capture import CaptureError
+from core.capture import CaptureError, FilePlayback
 from core.cli import collect_audio
 from core.config import EventConfig, FeatureConfig
 from core.errors import ExportExistsError, TaggerError
@@ -26,7 +26,7 @@ from core.tagger import TagFrame, TaggerEnd
 from app.controls import ExportDialog, ExportRequest, LabelPanel
 from app.exporting import export_scopes, write_export
 from app.files_view import FileResult, FilesView
-from app.live_view import LiveView
+from app.live_view import PLAY_FILE, LiveView
 from app.settings import AppSettings, default_qsettings, load_settings, save_settings
 from app.toolbar import OPEN_HF_DIR, OPEN_MODEL, RunBar
 from app.workers import (AnalysisWorker, JobDone, JobFailed, JobProgress, LiveFrames, LiveSession,
@@ -36,6 +36,7 @@ __all__ = ["MainWindow"]
 
 log = logging.getLogger(__name__)
 
+AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aiff *.aif *.au *.w64 *.caf);;All files (*)"
 TICK_MS = 33                 # ~30 redraws per second
 STATS_EVERY_S = 0.5
 
@@ -268,21 +269,29 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.model is None:
             self.show_error("no model is loaded yet; wait for it (or pick one) and press Start again")
             return
-        device = self.live_view.device()
-        if device is None:
-            self.show_error("no audio input device to listen to; connect one and press ⟳")
+        choice = self.live_view.choice()
+        if choice is None:
+            self.show_error("no audio input device to listen to; connect one and press ⟳, or choose "
+                            "'A file, played as live input…'")
             return
+        if choice == PLAY_FILE:
+            path, _ = QtWidgets.QFileDialog.getOpenFileName(
+                self, "Play a file as live input", self.settings.export_dir, AUDIO_FILTER)
+            if not path:
+                return
         loaded = self.model.loaded
         try:
             config = self._event_config()
-            source = self.audio.open(device)
+            source = FilePlayback(path) if choice == PLAY_FILE else self.audio.open(choice)
+            device = source.device
             session = LiveSession(loaded, self.model.device, source, self.hop.value())
             session.start()
         except (TaggerError, ValueError) as e:
             self.show_error(f"could not start listening: {e}")
             return
         self.session = session
-        self.settings.input_device = device.name
+        if choice != PLAY_FILE:
+            self.settings.input_device = device.name
         self.live = LiveTimeline(loaded.labels, session.tagger.window_s, session.tagger.hop_s, config,
                                  loaded.name, f"live:{device.name}", device=str(self.model.device))
         self.live_view.begin(loaded.features, loaded.labels, session.tagger.window_s, session.tagger.hop_s,
@@ -379,7 +388,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _open_files_dialog(self) -> None:
         paths, _ = QtWidgets.QFileDialog.getOpenFileNames(
-            self, "Analyse audio files", "", "Audio (*.wav *.flac *.ogg *.opus *.mp3 *.aiff *.aif);;All files (*)")
+            self, "Analyse audio files", "", AUDIO_FILTER)
         if paths:
             self.open_paths(paths)
 

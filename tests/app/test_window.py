@@ -335,3 +335,23 @@ def test_switching_the_model_while_listening_restarts_the_stream_on_the_new_mode
     qtbot.waitUntil(lambda: window.session is not None and window.session is not second, timeout=30_000)
     assert window.session.tagger.hop_s == 0.5
     close(window)
+
+
+def test_a_file_can_be_played_as_live_input_without_a_sound_card(qtbot, qsettings, scene, tmp_path, monkeypatch):
+    import soundfile as sf
+    x, rate = sf.read(scene, dtype="float32")
+    short = tmp_path / "rooster.wav"
+    sf.write(short, x[:7 * rate], rate)                     # silence, then the rooster: 7 s
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName", lambda *a, **k: (str(short), ""))
+    window = open_window(qtbot, qsettings, NoAudio())
+    combo = window.live_view.devices
+    assert not window.live_view.start.isEnabled()
+    combo.setCurrentIndex(combo.count() - 1)                 # "A file, played as live input…"
+    assert window.live_view.start.isEnabled()
+    window.live_view.start.click()
+    assert window.session is not None and "rooster.wav" in window.status_input.text()
+    qtbot.waitUntil(lambda: window.session is None, timeout=30_000)     # real time: the file ends, so does the session
+    timeline, events = window.live_result
+    assert timeline.duration_s == pytest.approx(7.0, abs=0.01)
+    assert "Crowing, cock-a-doodle-doo" in {timeline.labels[e.label_index].name for e in events}
+    close(window)
