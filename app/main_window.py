@@ -315,11 +315,7 @@ class MainWindow(QtWidgets.QMainWindow):
         session = self.session
         error = session.check()
         allowed, pinned = self.labels_panel.allowed(), self.labels_panel.pinned()
-        while True:
-            try:
-                item = session.results.get_nowait()
-            except queue.Empty:
-                break
+        for item in _pending(session.results):
             if isinstance(item, LiveFrames):
                 self.live_view.add_frames(item.start_frame, item.frames, item.level_db)
             elif isinstance(item, TagFrame):
@@ -398,11 +394,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_paths([folder])
 
     def _drain_analysis(self) -> None:
-        while True:
-            try:
-                item = self._analysis_results.get_nowait()
-            except queue.Empty:
-                return
+        for item in _pending(self._analysis_results):
             if isinstance(item, JobProgress):
                 self.files_view.set_progress(item.job, item.done_s, item.total_s)
             elif isinstance(item, JobDone):
@@ -486,11 +478,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _tick(self) -> None:
         t0 = time.perf_counter()
-        while True:
-            try:
-                item = self._model_results.get_nowait()
-            except queue.Empty:
-                break
+        for item in _pending(self._model_results):
             if isinstance(item, ModelReady):
                 self._model_ready(item)
             elif isinstance(item, ModelFailed):
@@ -536,3 +524,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.qsettings.setValue("geometry", self.saveGeometry())
         save_settings(self.qsettings, self.settings)
         super().closeEvent(event)
+
+
+def _pending(results: queue.Queue):
+    """Everything a worker has put on its queue so far, without waiting."""
+    while True:
+        try:
+            yield results.get_nowait()
+        except queue.Empty:
+            return

@@ -31,21 +31,6 @@ def make_scene(path: Path) -> Path:
     return path
 
 
-class _Playback:
-    """An audio backend whose one input plays the scene in real time."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def list_devices(self, refresh: bool = False):
-        from core.capture import FilePlayback
-        return [FilePlayback(self.path).device]
-
-    def open(self, device):
-        from core.capture import FilePlayback
-        return FilePlayback(self.path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs"), help="folder for the PNGs")
@@ -57,14 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6 import QtCore
     from app import make_application
     from app.main_window import MainWindow
-    from app.workers import set_cpu_threads
+    from app.workers import FileAudio, set_cpu_threads
 
     app = make_application()
     set_cpu_threads()
     tmp = Path(tempfile.mkdtemp(prefix="screenshot-"))
     scene = make_scene(tmp / "scene.wav")
     settings = QtCore.QSettings(str(tmp / "settings.ini"), QtCore.QSettings.Format.IniFormat)
-    window = MainWindow(qsettings=settings, audio=_Playback(scene))
+    window = MainWindow(qsettings=settings, audio=FileAudio(scene))
     window.resize(1400, 820)
     window.show()
 

@@ -24,14 +24,14 @@ from PySide6.QtCore import QThread
 
 from core.analyze import AnalysisCancelled, Analyzer
 from core.audio_io import probe
-from core.capture import Capture, CaptureReader, InputDevice, list_input_devices, refresh_devices
+from core.capture import Capture, CaptureReader, FilePlayback, InputDevice, list_input_devices, refresh_devices
 from core.errors import TaggerError
 from core.modelfile import LoadedModel, load_model
 from core.ringbuffer import RingBuffer
 from core.scorer import Scorer
 from core.tagger import StreamingTagger, TaggerConfig, TaggerStats
 
-__all__ = ["ModelReady", "ModelFailed", "ModelLoader", "LiveFrames", "LiveSession", "AudioSource", "SystemAudio",
+__all__ = ["ModelReady", "ModelFailed", "ModelLoader", "LiveFrames", "LiveSession", "AudioSource", "SystemAudio", "FileAudio",
            "JobProgress", "JobDone", "JobFailed", "AnalysisWorker", "set_cpu_threads", "MAX_DISPLAY_COLUMNS"]
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,23 @@ class SystemAudio:
 
     def open(self, device: InputDevice) -> AudioSource:
         return Capture(device)       # CaptureError with the device and the reason
+
+
+class FileAudio:
+    """An audio backend whose one input is a file played in real time (x speed): demos, the README
+    screenshots, benchmarks and tests on machines without a sound card (core.capture.FilePlayback)."""
+
+    def __init__(self, path: str | Path, **playback):
+        self.path, self.playback = Path(path), playback
+        self.opened: list[FilePlayback] = []
+
+    def list_devices(self, refresh: bool = False) -> list[InputDevice]:
+        return [FilePlayback(self.path).device]
+
+    def open(self, device: InputDevice) -> FilePlayback:
+        source = FilePlayback(self.path, **self.playback)
+        self.opened.append(source)
+        return source
 
 
 class LiveSession:

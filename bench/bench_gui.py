@@ -34,19 +34,6 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 
-class LoopedScene:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def list_devices(self, refresh: bool = False):
-        from core.capture import FilePlayback
-        return [FilePlayback(self.path).device]
-
-    def open(self, device):
-        from core.capture import FilePlayback
-        return FilePlayback(self.path, speed=1.0)
-
-
 def naive_refresh(view):
     """The reference redraw: float history, autoLevels, whole image rebuilt each tick."""
     history = {"frames": None}
@@ -77,7 +64,7 @@ def run(warmup_s: float, seconds: float, naive: bool) -> dict:
     from app import make_application
     from app.main_window import MainWindow
     from app.screenshot import make_scene
-    from app.workers import set_cpu_threads
+    from app.workers import FileAudio, set_cpu_threads
 
     app = make_application()
     set_cpu_threads()
@@ -86,7 +73,7 @@ def run(warmup_s: float, seconds: float, naive: bool) -> dict:
     x, rate = sf.read(scene, dtype="float32")
     sf.write(tmp / "long.wav", np.tile(x, int((warmup_s + seconds) / 21) + 2), rate)
     settings = QtCore.QSettings(str(tmp / "s.ini"), QtCore.QSettings.Format.IniFormat)
-    window = MainWindow(qsettings=settings, audio=LoopedScene(tmp / "long.wav"))
+    window = MainWindow(qsettings=settings, audio=FileAudio(tmp / "long.wav"))
     window.resize(1400, 820)
     window.show()
     while window.model is None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from app.screenshot import make_scene   # the README screenshot's scene: three CC0 clips of tests/data
-from core.capture import FilePlayback, InputDevice
+from core.capture import InputDevice
 
 
 @pytest.fixture
@@ -19,22 +19,6 @@ def qsettings(tmp_path):
 def scene(tmp_path_factory) -> Path:
     """21 s at 16 kHz: rooster at 1-6 s, church bell at 8-13 s, knock at 15-20 s, silence around them."""
     return make_scene(tmp_path_factory.mktemp("scene") / "scene.wav")
-
-
-class FakeAudio:
-    """An audio backend with one input: a real clip played in (faster than) real time (core.capture.FilePlayback)."""
-
-    def __init__(self, path: Path, **playback):
-        self.path, self.playback = path, playback
-        self.opened: list[FilePlayback] = []
-
-    def list_devices(self, refresh: bool = False) -> list[InputDevice]:
-        return [InputDevice(0, f"playback of {self.path.name}", "file", 1, 16000, True)]
-
-    def open(self, device: InputDevice) -> FilePlayback:
-        source = FilePlayback(self.path, **self.playback)
-        self.opened.append(source)
-        return source
 
 
 class NoAudio:

@@ -14,7 +14,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.controls import ExportRequest
 from app.main_window import MainWindow
 from core.features import num_frames_for
-from tests.app.conftest import FakeAudio, NoAudio
+from app.workers import FileAudio
+from tests.app.conftest import NoAudio
 
 WORKER_THREADS = ("tagger", "decode", "playback")
 SCENE_LABELS = {"Crowing, cock-a-doodle-doo", "Church bell", "Knock"}
@@ -100,7 +101,7 @@ def test_the_system_backend_without_a_sound_card_still_opens(qtbot, qsettings):
 # ----------------------------------------------------------------------------------------------- live
 
 def test_a_live_source_drives_the_spectrogram_bars_strip_and_events(qtbot, qsettings, scene, tmp_path):
-    window = open_window(qtbot, qsettings, FakeAudio(scene, speed=4.0))
+    window = open_window(qtbot, qsettings, FileAudio(scene, speed=4.0))
     view = window.live_view
     assert view.device() is not None
     view.start.click()
@@ -129,7 +130,7 @@ def test_a_live_source_drives_the_spectrogram_bars_strip_and_events(qtbot, qsett
 
 
 def test_a_vanishing_device_is_reported_and_what_was_heard_is_kept(qtbot, qsettings, scene):
-    window = open_window(qtbot, qsettings, FakeAudio(scene, speed=4.0, fail_after_s=8.0))
+    window = open_window(qtbot, qsettings, FileAudio(scene, speed=4.0, fail_after_s=8.0))
     window.start_live()
     qtbot.waitUntil(lambda: window.session is None, timeout=30_000)
     assert "listening stopped" in window.errors[-1] and "unplugged" in window.errors[-1]
@@ -141,7 +142,7 @@ def test_a_vanishing_device_is_reported_and_what_was_heard_is_kept(qtbot, qsetti
 
 
 def test_closing_while_listening_stops_every_thread(qtbot, qsettings, scene):
-    window = open_window(qtbot, qsettings, FakeAudio(scene, speed=1.0))
+    window = open_window(qtbot, qsettings, FileAudio(scene, speed=1.0))
     window.start_live()
     qtbot.waitUntil(lambda: window.live_view.spectrogram.live_end_s > 1.0, timeout=10_000)
     close(window)                                           # the autouse fixture checks the threads
@@ -320,7 +321,7 @@ def test_settings_labels_and_thresholds_are_remembered(qtbot, qsettings):
 
 def test_switching_the_model_while_listening_restarts_the_stream_on_the_new_model(qtbot, qsettings, scene,
                                                                                  tiny_hf_dir):
-    window = open_window(qtbot, qsettings, FakeAudio(scene, speed=2.0))
+    window = open_window(qtbot, qsettings, FileAudio(scene, speed=2.0))
     window.start_live()
     first = window.session
     qtbot.waitUntil(lambda: window.live_view.spectrogram.live_end_s > 1.0, timeout=10_000)
