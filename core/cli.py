@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None, open_app: Callable[[argparse.Namespace],
     build_analyze_parser(sub)
     from core.listen import build_parsers as build_listen_parsers
     build_listen_parsers(sub, common_parser, add_event_arguments)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in sub.choices and Path(argv[0]).expanduser().exists():
+        argv = ["app", *argv]          # `python main.py recording.wav`: open the window on it
     args = parser.parse_args(argv)
     args.debug = getattr(args, "debug", False)
     limit_heap_fragmentation()  # flat memory over long files (see core/runtime.py)
@@ -209,7 +212,7 @@ def main(argv: list[str] | None = None, open_app: Callable[[argparse.Namespace],
                         format="%(levelname)s: %(message)s")
     if args.command in (None, "app"):
         if args.command is None:
-            args = parser.parse_args(["app", *(argv if argv is not None else sys.argv[1:])])
+            args = parser.parse_args(["app", *argv])
         if open_app is None:
             print("this entry point has no desktop window; use a command:", file=sys.stderr)
             parser.print_help(sys.stderr)

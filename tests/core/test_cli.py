@@ -129,3 +129,23 @@ def test_entry_point_runs_as_a_subprocess(tiny_hf_dir, esc50_clip, tmp_path):
     assert (tmp_path / "out" / f"{esc50_clip.stem}.tags.csv").exists()
     debug = subprocess.run(cmd + ["--force", "--debug"], cwd=ROOT, capture_output=True, text=True)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_no_command_or_a_file_opens_the_app_through_the_injected_entry(esc50_clip, capsys):
+    opened = []
+
+    def open_app(args) -> int:
+        opened.append(args)
+        return 0
+
+    assert main([], open_app=open_app) == 0
+    assert opened[-1].command == "app" and opened[-1].files == [] and opened[-1].model is None
+    assert main([str(esc50_clip)], open_app=open_app) == 0            # `python main.py recording.flac`
+    assert opened[-1].files == [str(esc50_clip)]
+    assert main(["app", "--model", "x.safetensors", "--device", "cpu"], open_app=open_app) == 0
+    assert (opened[-1].model, opened[-1].device) == ("x.safetensors", "cpu")
+    with pytest.raises(SystemExit) as typo:                           # a typo is a usage error, not the app
+        main(["analyse", "x.wav"], open_app=open_app)
+    assert typo.value.code == 2
+    assert len(opened) == 3
+    assert main([]) == 2 and "no desktop window" in capsys.readouterr().err   # core alone never imports Qt
