@@ -33,7 +33,7 @@ class FileResult:
     path: str
     duration_s: float
     timeline: Timeline | None = None
-    spectrogram: np.ndarray | None = None     # (C, F) raw log-mel, pooled
+    spectrogram: np.ndarray | None = None     # (F, C) uint8 display image (app.workers.JobDone)
     column_s: float = 0.01
     features: FeatureConfig | None = None
     events: list[Event] = field(default_factory=list)

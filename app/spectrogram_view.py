@@ -193,11 +193,12 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
 
     # ---- files --------------------------------------------------------------------------------------
 
-    def show_file(self, features: FeatureConfig, spectrogram: np.ndarray, column_s: float) -> None:
-        """A whole file: (C, F) raw log-mel columns of column_s seconds each."""
+    def show_file(self, features: FeatureConfig, image: np.ndarray, column_s: float) -> None:
+        """A whole file: (F, C) uint8 columns of column_s seconds each (quantize() at this model's levels)."""
         self._width = 0
         self.set_features(features)
-        image = quantize(spectrogram, self.levels) if len(spectrogram) else np.zeros((features.num_mel_bins, 1), np.uint8)
+        if image.shape[1] == 0:
+            image = np.zeros((features.num_mel_bins, 1), np.uint8)
         self.spec_image.setImage(image, levels=(0, 255), autoLevels=False)
         duration = max(column_s * image.shape[1], 1e-3)
         self.spec_image.setRect(QtCore.QRectF(0, 0, duration, features.num_mel_bins))

@@ -30,6 +30,7 @@ from core.modelfile import LoadedModel, load_model
 from core.ringbuffer import RingBuffer
 from core.scorer import Scorer
 from core.tagger import StreamingTagger, TaggerConfig, TaggerStats
+from app.spectrogram_view import quantize, spectrogram_levels
 
 __all__ = ["ModelReady", "ModelFailed", "ModelLoader", "LiveFrames", "LiveSession", "AudioSource", "SystemAudio", "FileAudio",
            "JobProgress", "JobDone", "JobFailed", "AnalysisWorker", "set_cpu_threads", "MAX_DISPLAY_COLUMNS"]
@@ -212,7 +213,8 @@ class JobDone:
     job: int
     path: str
     timeline: object          # core.timeline.Timeline
-    spectrogram: np.ndarray   # (C, F) raw log-mel, max-pooled over `frames_per_column` 10 ms frames
+    spectrogram: np.ndarray   # (F, C) uint8 display image: log-mel max-pooled over `frames_per_column`
+                              # 10 ms frames, quantized at the model's fixed levels (64 kB per 5 s clip)
     frames_per_column: int
     seconds: float            # wall time of the analysis
 
@@ -309,8 +311,8 @@ class AnalysisWorker(QThread):
 
             timeline = Analyzer(Scorer(loaded, device), hop_s=hop_s).analyze(
                 job.path, progress, job.cancel, on_frames=display.push)
-            self.results.put(JobDone(job.job, job.path, timeline, display.result(), pool,
-                                     time.perf_counter() - t0))
+            image = quantize(display.result(loaded.features.num_mel_bins), spectrogram_levels(loaded.features))
+            self.results.put(JobDone(job.job, job.path, timeline, image, pool, time.perf_counter() - t0))
         except AnalysisCancelled:
             self.results.put(JobFailed(job.job, job.path, "cancelled", cancelled=True))
         except Exception as e:  # noqa: BLE001 - shown next to the file; the queue goes on
@@ -334,8 +336,9 @@ class _Pooler:
             self._columns.append(frames[:whole].reshape(-1, self.size, frames.shape[1]).max(axis=1))
         self._rest = frames[whole:] if whole < len(frames) else None
 
-    def result(self) -> np.ndarray:
+    def result(self, num_bins: int) -> np.ndarray:
+        """(C, F) pooled frames (C = 0 for audio shorter than one frame)."""
         columns = list(self._columns)
         if self._rest is not None and len(self._rest):
             columns.append(self._rest.max(axis=0, keepdims=True))
-        return np.concatenate(columns) if columns else np.zeros((0, 128), dtype=np.float32)
+        return np.concatenate(columns) if columns else np.zeros((0, num_bins), dtype=np.float32)

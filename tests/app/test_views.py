@@ -98,3 +98,16 @@ def test_painting_does_not_eat_references_to_none(qtbot):
         view.repaint()
         bars.repaint()
     assert sys.getrefcount(None) >= before - 10
+
+
+def test_the_file_display_is_max_pooled_the_same_for_any_chunking():
+    from app.workers import _Pooler
+    frames = np.random.default_rng(1).normal(size=(1003, 4)).astype(np.float32)
+    pooler = _Pooler(10)
+    for a, b in ((0, 7), (7, 260), (260, 261), (261, 1003)):
+        pooler.push(a, frames[a:b])
+    pooled = pooler.result(4)
+    assert pooled.shape == (101, 4)                                  # 100 whole groups + the 3-frame rest
+    assert np.array_equal(pooled[:100], frames[:1000].reshape(100, 10, 4).max(axis=1))
+    assert np.array_equal(pooled[100], frames[1000:].max(axis=0))
+    assert _Pooler(10).result(4).shape == (0, 4)
