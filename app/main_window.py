@@ -64,6 +64,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.live: LiveTimeline | None = None
         self.live_result = None                     # (Timeline, events) of the last finished live session
         self._restart_live = False
+        self._wanted_model = 0
         self._last_stats = 0.0
         self.redraw_ms: list[float] = []            # GUI time per tick while drawing (bench/bench_gui.py)
 
@@ -174,6 +175,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Load a model on a worker thread; the current one stays in use until the new one is ready."""
         loader = ModelLoader(spec, self.compute_box.currentData() or "auto", self._model_results)
         self._loaders.append(loader)
+        self._wanted_model = loader.request          # a slower, older request must not win
         self.status_model.setText(f"loading {Path(spec).name if spec else 'the default model'}…")
         loader.start()
         self._wake()
@@ -218,7 +220,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._restart_after_stop()
 
     def _event_config(self):
-        """The event rule from the controls; ConfigError (shown) for off above on."""
+        """The event rule of the controls (global on/off, this model's per-label thresholds)."""
         on, off = self.on.value(), self.off.value()
         return EventConfig(on_threshold=on, off_threshold=min(off, on),
                            label_thresholds=tuple(self.labels_panel.thresholds().items()))
@@ -479,7 +481,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def _tick(self) -> None:
         t0 = time.perf_counter()
         for item in _pending(self._model_results):
-            if isinstance(item, ModelReady):
+            if getattr(item, "request", None) != self._wanted_model:
+                log.info("ignoring an older model request (%s)", getattr(item, "spec", "?"))
+            elif isinstance(item, ModelReady):
                 self._model_ready(item)
             elif isinstance(item, ModelFailed):
                 current = self.model.loaded.name if self.model else "no model"

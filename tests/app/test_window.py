@@ -356,3 +356,14 @@ def test_a_file_can_be_played_as_live_input_without_a_sound_card(qtbot, qsetting
     assert timeline.duration_s == pytest.approx(7.0, abs=0.01)
     assert "Crowing, cock-a-doodle-doo" in {timeline.labels[e.label_index].name for e in events}
     close(window)
+
+
+def test_the_last_model_picked_wins_even_if_an_earlier_one_loads_later(qtbot, qsettings, tiny_hf_dir, tmp_path):
+    window = open_window(qtbot, qsettings, NoAudio())
+    window.load_model(str(tiny_hf_dir))                  # slower (a directory through transformers' names)
+    window.load_model("")                                # then back to the shipped default, at once
+    qtbot.waitUntil(lambda: not window._loaders, timeout=30_000)
+    qtbot.wait(100)
+    assert window.model.spec == "" and len(window.model.loaded.labels) == 51
+    assert window.labels_panel.table.rowCount() == 51
+    close(window)
