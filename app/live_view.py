@@ -148,6 +148,10 @@ class LiveView(QtWidgets.QWidget):
         self._latest = np.zeros(len(labels))
         self.state.setText(f"warming up: first tags after {window_s + 0.015:.1f} s of audio")
 
+    def set_warmup(self, progress: float) -> None:
+        if not self._history:
+            self.state.setText(f"warming up: {progress:.0%} of the first {self._window_s:.2f} s window heard")
+
     def add_frames(self, start_frame: int, frames: np.ndarray, level_db: float) -> None:
         self.spectrogram.add_frames(start_frame, frames)
         self.level.setValue(int(max(LEVEL_FLOOR_DB, min(0.0, level_db))))

@@ -22,7 +22,7 @@ from core.errors import ExportExistsError, TaggerError
 from core.events import rule_for, thresholds_for
 from core.listen import LiveTimeline
 from core.modelfile import shipped_models
-from core.tagger import TagFrame, TaggerEnd
+from core.tagger import TagFrame, TaggerEnd, TaggerState
 from app.controls import ExportDialog, ExportRequest, LabelPanel
 from app.exporting import export_scopes, write_export
 from app.files_view import FileResult, FilesView
@@ -128,6 +128,7 @@ class MainWindow(QtWidgets.QMainWindow):
         menu = self.menuBar().addMenu("&File")
         menu.addAction("&Open files…", QtGui.QKeySequence.StandardKey.Open, self._open_files_dialog)
         menu.addAction("Open &folder…", self._open_folder_dialog)
+        menu.addAction("Start/stop &listening", QtGui.QKeySequence("Ctrl+L"), self.live_view.start.click)
         self.export_action = menu.addAction("&Export…", QtGui.QKeySequence("Ctrl+E"), self.export_dialog)
         menu.addSeparator()
         menu.addAction("&Quit", QtGui.QKeySequence.StandardKey.Quit, self.close)
@@ -335,6 +336,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.session is None:
             return
         stats = self.session.stats()
+        if self.session.tagger.state == TaggerState.WARMING_UP:
+            self.live_view.set_warmup(self.session.tagger.warmup_progress)
         if stats.inference_s:
             inference = 1000 * float(np.median(stats.inference_s[-10:]))
             lag = f", lag {1000 * float(np.median(stats.lags_s[-10:])):.0f} ms" if stats.lags_s else ""
