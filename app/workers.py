@@ -30,6 +30,7 @@ from core.modelfile import LoadedModel, load_model
 from core.ringbuffer import RingBuffer
 from core.scorer import Scorer
 from core.tagger import StreamingTagger, TaggerConfig, TaggerStats
+from core.timeline import Timeline
 from app.spectrogram_view import quantize, spectrogram_levels
 
 __all__ = ["ModelReady", "ModelFailed", "ModelLoader", "LiveFrames", "LiveSession", "AudioSource", "SystemAudio", "FileAudio",
@@ -143,7 +144,7 @@ class FileAudio:
         self.opened: list[FilePlayback] = []
 
     def list_devices(self, refresh: bool = False) -> list[InputDevice]:
-        return [FilePlayback(self.path).device]
+        return [FilePlayback.device_for(self.path)]
 
     def open(self, device: InputDevice) -> FilePlayback:
         source = FilePlayback(self.path, **self.playback)
@@ -165,7 +166,6 @@ class LiveSession:
         self._level_db = -120.0
         self.tagger = StreamingTagger(self.scorer, CaptureReader(self.source.ring), TaggerConfig(hop_s=hop_s),
                                       self.results, on_audio=self._on_audio, on_frames=self._on_frames)
-        self.started = False
 
     # tagger thread
     def _on_audio(self, samples: np.ndarray) -> None:
@@ -180,7 +180,6 @@ class LiveSession:
     def start(self) -> None:
         self.source.start()          # CaptureError: the device did not open
         self.tagger.start()
-        self.started = True
 
     def check(self) -> str | None:
         """The reason the stream ended early (device lost), else None."""
@@ -212,7 +211,7 @@ class JobProgress:
 class JobDone:
     job: int
     path: str
-    timeline: object          # core.timeline.Timeline
+    timeline: Timeline
     spectrogram: np.ndarray   # (F, C) uint8 display image: log-mel max-pooled over `frames_per_column`
                               # 10 ms frames, quantized at the model's fixed levels (64 kB per 5 s clip)
     frames_per_column: int

@@ -311,7 +311,7 @@ class FilePlayback:
         from core.audio_io import read_audio
         self.samples = read_audio(path, MODEL_RATE_HZ)                      # (N,) float32, AudioError
         self.rate_hz = MODEL_RATE_HZ
-        self.device = InputDevice(-1, f"playback of {Path(path).name}", "file", 1, MODEL_RATE_HZ, True)
+        self.device = self.device_for(path)
         self.ring = RingBuffer.for_seconds(RING_S, self.rate_hz)
         self.input_overflows = 0
         self.speed, self.fail_after_s = speed, fail_after_s
@@ -319,6 +319,11 @@ class FilePlayback:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = datetime.now(timezone.utc)
+
+    @staticmethod
+    def device_for(path) -> InputDevice:
+        """How the playback of `path` is listed as an input (without reading the file)."""
+        return InputDevice(-1, f"playback of {Path(path).name}", "file", 1, MODEL_RATE_HZ, True)
 
     def start(self) -> None:
         self._started = datetime.now(timezone.utc)
