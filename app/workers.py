@@ -42,12 +42,12 @@ MAX_DISPLAY_COLUMNS = 6000   # a file's spectrogram is max-pooled in time to at 
 
 
 def set_cpu_threads() -> int:
-    """Torch CPU threads for the app: all cores but one, which stays free for audio and the GUI.
+    """Torch CPU threads for the app: all cores but one (at most 4), one stays free for audio and the GUI.
 
     Live tagging scores one window per hop; on a busy 2-core machine a second thread spins against the
     GUI and the decoder (core.listen measured 5.3 ms per window with 1 thread, 364 ms with 2).
     """
-    n = max(1, (os.cpu_count() or 2) - 1)
+    n = max(1, min(4, (os.cpu_count() or 2) - 1))   # more threads do not help batch-1 windows
     torch.set_num_threads(n)
     return n
 
