@@ -367,3 +367,22 @@ def test_the_last_model_picked_wins_even_if_an_earlier_one_loads_later(qtbot, qs
     assert window.model.spec == "" and len(window.model.loaded.labels) == 51
     assert window.labels_panel.table.rowCount() == 51
     close(window)
+
+
+def test_the_virtual_microphone_vanishing_is_reported_and_the_window_recovers(qtbot, qsettings, virtual_mic):
+    from tests.conftest import vmic
+    window = open_window(qtbot, qsettings, None)
+    window.refresh_devices(refresh=True)
+    window.start_live()
+    assert window.session is not None, window.errors
+    try:
+        qtbot.waitUntil(lambda: window.live_view.spectrogram.live_end_s > 1.5, timeout=20_000)
+        assert vmic("stop").returncode == 0                   # the sound server goes away mid-stream
+        qtbot.waitUntil(lambda: window.session is None, timeout=30_000)
+        assert "listening stopped" in window.errors[-1] and "stopped delivering audio" in window.errors[-1]
+        assert window.live_result[0].duration_s > 1.0          # what was heard is kept for export
+    finally:
+        vmic("start")
+    window.refresh_devices(refresh=True)                       # ⟳ finds the input again
+    assert window.live_view.device() is not None
+    close(window)
