@@ -60,18 +60,23 @@ def _esc50_stream(analyzer: Analyzer, esc_dir: Path, rows: list[dict], ids: list
         t += len(gap) + len(clip)
     sf.write(tmp / "esc50_stream.wav", np.concatenate(parts), rate, subtype="FLOAT")
     tl = analyzer.analyze(str(tmp / "esc50_stream.wav"))
-    events = _events(tl, EventConfig().on_threshold)
     centres = tl.starts_s + tl.window_s / 2
-    tagged = found = wrong = 0
-    for a, b, want in spans:
-        over = [e for e in events if e.start_s < b and e.end_s > a]
-        tagged += any(ids[e.label_index] == want for e in over)
-        wrong += sum(ids[e.label_index] != want for e in over)
-        inside = (centres >= a) & (centres <= b)
-        found += inside.any() and ids[int(tl.scores[inside].max(0).argmax())] == want
     n = max(1, len(spans))
-    return {"clips": len(spans), "minutes": round(t / rate / 60, 2), "tagged": tagged / n,
-            "found_top1": found / n, "other_label_events_per_clip": wrong / n}
+    found = sum(bool(inside.any()) and ids[int(tl.scores[inside].max(0).argmax())] == want
+                for a, b, want in spans for inside in [(centres >= a) & (centres <= b)])
+    result = {"clips": len(spans), "minutes": round(t / rate / 60, 2), "found_top1": found / n}
+    for on in sorted({EventConfig().on_threshold, *THRESHOLDS}):
+        events = _events(tl, on)
+        tagged = wrong = 0
+        for a, b, want in spans:
+            over = [e for e in events if e.start_s < b and e.end_s > a]
+            tagged += any(ids[e.label_index] == want for e in over)
+            wrong += sum(ids[e.label_index] != want for e in over)
+        entry = {"tagged": tagged / n, "other_label_events_per_clip": wrong / n}
+        if on == EventConfig().on_threshold:
+            result.update(entry)
+        result[f"@{on}"] = entry
+    return result
 
 
 def report(model: str | None = None, out: str | None = None, esc50: str | None = None,
