@@ -56,7 +56,9 @@ class TrainConfig:
     mixup: float = 0.3               # probability that a batch is mixed up (labels mixed in proportion)
     mixup_alpha: float = 10.0        # Beta(alpha, alpha) mixing weights (AST uses 10)
     gain_db: float = 6.0             # random gain in [-gain_db, +gain_db]
-    time_shift: int = 64             # random roll of the time axis by up to this many frames
+    time_shift: int = 256            # random roll of the time axis by up to this many frames (half the
+                                     # 512-frame window: live windows catch sounds anywhere in them; fold 5
+                                     # 60.0 % vs 57.75 % at 64, in-stream tagging 46 % vs 45 %, one seed)
     noise_prob: float = 0.3          # probability of mixing a background (negatives) under a clip
     noise_snr_db: tuple[float, float] = (0.0, 30.0)  # range of clip-to-background level ratios
     # --- run
