@@ -1,7 +1,8 @@
 """Command line: `python -m training {train,cv,export,report} ...` (main thread).
 
   python -m training train [--preset default|tiny] [key=value ...]
-  python -m training cv --folds 1,2,3,4,5 [--preset ...] [key=value ...]
+  python -m training cv --folds 1,2,3,4,5 [--jobs N] [--preset ...] [key=value ...]
+  python -m training cache [--preset ...] [key=value ...]   (compute every clip's features now, all cores)
   python -m training export CKPT OUT.safetensors
   python -m training report MODEL --out METRICS.json   (speech detection, false tags per minute, accuracy)
 
@@ -22,11 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    for name in ("train", "cv"):
-        s = sub.add_parser(name, help="train one run" if name == "train" else "k-fold cross-validation")
+    helps = {"train": "train one run", "cv": "k-fold cross-validation",
+             "cache": "fill the feature cache for the config's data (all folds), on every core"}
+    for name in ("train", "cv", "cache"):
+        s = sub.add_parser(name, help=helps[name])
         s.add_argument("--preset", default="default", help="named recipe (default, tiny)")
         if name == "cv":
             s.add_argument("--folds", default="1,2,3,4,5", help="folds to hold out in turn")
+            s.add_argument("--jobs", type=int, default=1, help="folds trained at once, one process each "
+                                                               "(a GPU fits several small runs)")
         s.add_argument("overrides", nargs="*", metavar="key=value")
     s = sub.add_parser("export", help="checkpoint -> model file (with a same-logits check)")
     s.add_argument("checkpoint")
@@ -42,16 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        if args.command in ("train", "cv"):
+        if args.command in ("train", "cv", "cache"):
             from training.config import make_config
-            from training.train import cross_validate, train
+            from training.train import cross_validate, train, warm_cache
             dash = [o for o in args.overrides if not o.startswith("--")]
             cfg = make_config(args.preset, dash)
             if args.command == "train":
                 result = train(cfg)
                 print(json.dumps({"model_file": result["model_file"], "metrics": _short(result["metrics"])}, indent=1))
+            elif args.command == "cache":
+                print(f"{warm_cache(cfg)} clips cached")
             else:
-                rows = cross_validate(cfg, [int(k) for k in args.folds.split(",")])
+                rows = cross_validate(cfg, [int(k) for k in args.folds.split(",")], args.jobs)
                 _print_table(rows)
         elif args.command == "export":
             from training.export import export_model

@@ -34,9 +34,7 @@ def add_background(x: torch.Tensor, valid: torch.Tensor, bank: torch.Tensor, pro
     B, T, _ = x.shape
     if prob <= 0 or bank.numel() == 0:
         return x, valid
-    chosen = torch.rand(B, generator=gen, device=x.device) < prob
-    if not chosen.any():
-        return x, valid
+    chosen = torch.rand(B, generator=gen, device=x.device) < prob   # no early exit: that would sync a GPU
     noise = bank[torch.randint(bank.shape[0], (B,), generator=gen, device=x.device)][:, :T].float()
     level = (x * valid[..., None]).sum((1, 2)) / (valid.sum(1) * x.shape[2]).clamp_min(1)   # (B,) mean log-mel
     noise_level = noise.mean((1, 2))
@@ -80,12 +78,14 @@ def spec_augment(x: torch.Tensor, freq_mask: int, time_mask: int, num_masks: int
 
 
 def mixup(x: torch.Tensor, valid: torch.Tensor, y: torch.Tensor, alpha: float,
-          gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+          gen: torch.Generator | None = None, lam: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mix each clip with another of the batch: power-domain mix with weights lam, 1 - lam (one lam
-    ~ Beta(alpha, alpha) per batch), targets mixed with the same weights (total label mass unchanged)."""
+    ~ Beta(alpha, alpha) per batch, or the given one), targets mixed with the same weights (total label
+    mass unchanged)."""
     B = x.shape[0]
     perm = torch.randperm(B, generator=gen, device=x.device)
-    lam = _beta(alpha, gen, x.device) if gen is not None else float(np.random.beta(alpha, alpha))
+    if lam is None:
+        lam = beta(alpha, gen) if gen is not None else float(np.random.beta(alpha, alpha))
     lam = min(max(lam, 1e-3), 1 - 1e-3)
     x2 = x[perm]
     mixed = torch.logaddexp(x + math.log(lam), x2 + math.log(1 - lam))
@@ -95,7 +95,7 @@ def mixup(x: torch.Tensor, valid: torch.Tensor, y: torch.Tensor, alpha: float,
     return x, valid | valid[perm], lam * y + (1 - lam) * y[perm]
 
 
-def _beta(alpha: float, gen: torch.Generator, device: torch.device) -> float:
-    """A Beta(alpha, alpha) draw seeded from the batch generator (numpy, on the CPU)."""
-    seed = int(torch.randint(2 ** 62, (1,), generator=gen, device=device))
+def beta(alpha: float, gen: torch.Generator) -> float:
+    """A Beta(alpha, alpha) draw seeded from `gen` (numpy, on the CPU; a CUDA generator costs a sync)."""
+    seed = int(torch.randint(2 ** 62, (1,), generator=gen, device=gen.device))
     return float(np.random.default_rng(seed).beta(alpha, alpha))

@@ -20,8 +20,11 @@ import csv
 import hashlib
 import json
 import logging
+import os
 import random
+import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,6 +238,7 @@ class FeatureCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.fbank = Fbank(features)
         self.computed = 0  # clips decoded by this instance (tests check that a warm cache decodes none)
+        self._lock = threading.Lock()
 
     def get(self, clip: Clip) -> torch.Tensor:
         file = self.dir / f"{content_key(clip.path)}.npy"
@@ -246,56 +250,105 @@ class FeatureCache:
             wave = read_audio(clip.path, self.features.sample_rate_hz)
         with torch.no_grad():
             frames = self.fbank(torch.from_numpy(wave)).to(torch.float16)  # (T, F)
-        tmp = file.with_suffix(".tmp.npy")
+        tmp = file.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp.npy")  # writers never share one
         np.save(tmp, frames.numpy())
         tmp.replace(file)
-        self.computed += 1
+        with self._lock:
+            self.computed += 1
         return frames
 
-    def load(self, clips: list[Clip], progress: bool = False) -> list[torch.Tensor]:
-        return [self.get(c) for c in tqdm(clips, desc="features", disable=not progress, leave=False)]
+    def load(self, clips: list[Clip], progress: bool = False, workers: int = 1) -> list[torch.Tensor]:
+        """Features of every clip, in order. workers > 1 decodes missing ones on that many threads
+        (soundfile and the fbank release the GIL); a warm cache only reads .npy files."""
+        bar = tqdm(total=len(clips), desc="features", disable=not progress, leave=False)
+        if workers <= 1:
+            out = []
+            for c in clips:
+                out.append(self.get(c))
+                bar.update()
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                futures = [pool.submit(self.get, c) for c in clips]
+                out = []
+                for f in futures:
+                    out.append(f.result())
+                    bar.update()
+        bar.close()
+        return out
 
 
 @dataclass
 class ClipSet:
-    """Cached features of a list of clips plus their multi-hot targets, ready to batch."""
+    """Cached features of a list of clips plus their multi-hot targets, ready to batch.
+
+    All clips' frames sit end to end in one (sum T_i, F) float16 tensor (as cached), so a batch is one
+    gather, on whichever device the set lives (`to(device)`: on a GPU the whole set stays in its memory
+    and no batch crosses the bus).
+    """
 
     clips: list[Clip]
-    frames: list[torch.Tensor]   # (T_i, F) float32 log-mel per clip (float16 on disk)
+    data: torch.Tensor           # (sum T_i, F) float16 log-mel of every clip, end to end
+    starts: torch.Tensor         # (N,) int64 first row of each clip in `data`
+    lengths: torch.Tensor        # (N,) int64 frames per clip
     targets: torch.Tensor        # (N, L) float32 multi-hot
 
+    def __post_init__(self) -> None:
+        self.host_lengths = self.lengths.cpu()  # batch() places clips on the host: no device sync per batch
+
     @classmethod
-    def build(cls, clips: list[Clip], labels: list[str], cache: FeatureCache, progress: bool = False) -> "ClipSet":
+    def build(cls, clips: list[Clip], labels: list[str], cache: FeatureCache, progress: bool = False,
+              workers: int = 1) -> "ClipSet":
         index = {name: i for i, name in enumerate(labels)}
         targets = torch.zeros(len(clips), len(labels))
         for i, c in enumerate(clips):
             for name in c.labels:
                 targets[i, index[name]] = 1.0
-        return cls(clips, [f.float() for f in cache.load(clips, progress)], targets)
+        frames = cache.load(clips, progress, workers)
+        lengths = torch.tensor([f.shape[0] for f in frames], dtype=torch.long)
+        starts = torch.cumsum(lengths, 0) - lengths
+        data = torch.cat([f.to(torch.float16) for f in frames]) if frames else torch.zeros(0, cache.features.num_mel_bins, dtype=torch.float16)
+        return cls(clips, data, starts, lengths, targets)
 
     def __len__(self) -> int:
         return len(self.clips)
 
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    def to(self, device: torch.device | str) -> "ClipSet":
+        return ClipSet(self.clips, self.data.to(device), self.starts.to(device), self.lengths.to(device),
+                       self.targets.to(device))
+
+    def clip(self, i: int) -> torch.Tensor:
+        """Frames (T_i, F) float32 of clip i."""
+        start = int(self.starts[i])
+        return self.data[start:start + int(self.lengths[i])].float()
+
     def batch(self, idx: list[int] | torch.Tensor, num_frames: int, random_place: bool,
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Raw log-mel windows (B, T, F) float32, valid-frame mask (B, T) bool, targets (B, L).
+        """Raw log-mel windows (B, T, F) float32, valid-frame mask (B, T) bool, targets (B, L), on the
+        set's device.
 
         Long clips are cut (at a random start when random_place, else at 0, as AST cuts); short clips are
         placed (at a random offset when random_place, else at 0) and zero-padded in the log-mel domain.
+        Random positions come from `generator` (a CPU one), so a run's data order does not depend on
+        the device.
         """
-        idx = [int(i) for i in idx]
-        F = self.frames[idx[0]].shape[-1]
-        x = torch.zeros(len(idx), num_frames, F)
-        valid = torch.zeros(len(idx), num_frames, dtype=torch.bool)
-        for row, i in enumerate(idx):
-            clip = self.frames[i]
-            length = clip.shape[0]
-            spare = abs(length - num_frames)
-            offset = int(torch.randint(spare + 1, (1,), generator=generator)) if random_place and spare else 0
-            if length >= num_frames:
-                x[row] = clip[offset:offset + num_frames]
-                valid[row] = True
-            else:
-                x[row, offset:offset + length] = clip
-                valid[row, offset:offset + length] = True
+        idx = torch.as_tensor(idx, dtype=torch.long).reshape(-1)
+        length = self.host_lengths[idx]                                      # (B,)
+        spare = (length - num_frames).abs()
+        if random_place:
+            offset = (torch.rand(len(idx), generator=generator) * (spare + 1)).long().clamp_max(spare)
+        else:
+            offset = torch.zeros_like(spare)
+        shift = torch.where(length >= num_frames, offset, -offset)           # source frame of window frame 0
+        dev = self.data.device
+        if dev.type == "cuda":  # one pinned, asynchronous copy: the host never waits for the GPU here
+            idx, shift = torch.stack([idx, shift]).pin_memory().to(dev, non_blocking=True)
+        length = self.lengths[idx]
+        source = torch.arange(num_frames, device=dev)[None] + shift[:, None]  # (B, T) frame within the clip
+        valid = (source >= 0) & (source < length[:, None])
+        rows = (self.starts[idx][:, None] + source.clamp(min=0).minimum(length[:, None] - 1)).clamp(min=0)
+        x = self.data[rows].float() * valid[..., None]                        # (B, T, F), zero padding
         return x, valid, self.targets[idx]

@@ -10,6 +10,8 @@ import dataclasses
 import json
 import logging
 import math
+import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -67,7 +69,7 @@ def predict(model: AST, data: ClipSet, features: FeatureConfig, loss: str, devic
     model.eval()
     out = []
     for i in range(0, len(data), batch_size):
-        x, _, _ = data.batch(list(range(i, min(i + batch_size, len(data)))), features.num_frames, False)
+        x, _, _ = data.batch(range(i, min(i + batch_size, len(data))), features.num_frames, False)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(normalize(x.to(device), features)).float()      # (B, L)
         out.append((torch.sigmoid(logits) if loss == "bce" else logits.softmax(-1)).cpu().numpy())
@@ -76,7 +78,7 @@ def predict(model: AST, data: ClipSet, features: FeatureConfig, loss: str, devic
 
 def evaluate(model, data, features, cfg, device, labels) -> dict:
     scores = predict(model, data, features, cfg.loss, device)
-    return evaluate_scores(scores, data.targets.numpy(), [c.source for c in data.clips], labels)
+    return evaluate_scores(scores, data.targets.cpu().numpy(), [c.source for c in data.clips], labels)
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -98,10 +100,10 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError(f"no training clips: eval_fold={cfg.eval_fold} holds out everything in {cfg.data}")
     model, features = build_model(cfg, labels)
     cache = FeatureCache(cfg.cache_dir or out.parent / "cache", features)
-    train_set = ClipSet.build(train_clips, labels, cache, cfg.progress)
-    eval_set = ClipSet.build(eval_clips, labels, cache, cfg.progress) if eval_clips else None
-    bank_clips = [c for c in synthetic_negatives("40", {}) if c.split == "train"]  # background bank (never targets)
-    bank = ClipSet.build(bank_clips, [], cache).batch(range(len(bank_clips)), features.num_frames, False)[0]
+    workers = min(8, os.cpu_count() or 1)  # decoding threads, for clips not yet cached
+    train_set = ClipSet.build(train_clips, labels, cache, cfg.progress, workers).to(device)  # stays there
+    eval_set = ClipSet.build(eval_clips, labels, cache, cfg.progress, workers).to(device) if eval_clips else None
+    bank = ClipSet.build(_bank_clips(), [], cache).batch(range(len(_bank_clips())), features.num_frames, False)[0]
     bank = torch.where(bank == 0, torch.full_like(bank, augment.LOG_FLOOR), bank).to(device)  # (M, T, F)
     log.info("%d labels, %d training clips, %d held out, device %s", len(labels), len(train_set),
              len(eval_set or []), device)
@@ -149,18 +151,19 @@ def train(cfg: TrainConfig) -> dict:
         if budget_s and trained_s >= budget_s:
             break  # resumed after the time budget was spent: only export
         model.train()
-        t0, seen, loss_sum = time.time(), 0, 0.0
+        t0, seen, loss_sum = time.time(), 0, torch.zeros((), device=device)  # no per-step host sync
         order = torch.randperm(len(train_set), generator=cpu_gen)
         bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
                    disable=not cfg.progress, leave=False)
         for i in bar:
             x, valid, y = train_set.batch(order[i:i + cfg.batch_size], features.num_frames, True, cpu_gen)
-            x, valid, y = x.to(device), valid.to(device), y.to(device)        # (B, T, F), (B, T), (B, L)
+            # x (B, T, F), valid (B, T), y (B, L): already on the device, as is all augmentation below
             x = augment.random_gain(x, valid, cfg.gain_db, gen)
             x, valid = augment.add_background(x, valid, bank, cfg.noise_prob, cfg.noise_snr_db, gen)
             x, valid = augment.time_shift(x, valid, cfg.time_shift, gen)
-            if cfg.mixup > 0 and len(x) > 1 and float(torch.rand(1, generator=gen, device=device)) < cfg.mixup:
-                x, valid, y = augment.mixup(x, valid, y, cfg.mixup_alpha, gen)
+            if cfg.mixup > 0 and len(x) > 1 and float(torch.rand(1, generator=cpu_gen)) < cfg.mixup:
+                lam = augment.beta(cfg.mixup_alpha, cpu_gen)  # drawn on the host: no device sync
+                x, valid, y = augment.mixup(x, valid, y, cfg.mixup_alpha, gen, lam)
             x = augment.spec_augment(x, cfg.freq_mask, cfg.time_mask, cfg.num_masks, gen)
             x = normalize(x, features)
             if budget_s:
@@ -183,15 +186,16 @@ def train(cfg: TrainConfig) -> dict:
             optimizer.step()
             step += 1
             seen += len(x)
-            loss_sum += float(loss.detach()) * len(x)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}")
+            loss_sum += loss.detach() * len(x)
+            if cfg.progress and step % 10 == 0:
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}")
             if (cfg.max_steps and step >= cfg.max_steps) or (budget_s and trained_s + time.time() - t0 >= budget_s):
                 break
         seconds = time.time() - t0
         trained_s += seconds
         last = (epoch == cfg.epochs or (cfg.max_steps and step >= cfg.max_steps)
                 or (budget_s and trained_s >= budget_s))
-        row = {"epoch": epoch, "step": step, "lr": lr, "trained_s": round(trained_s, 1), "train_loss": loss_sum / max(1, seen),
+        row = {"epoch": epoch, "step": step, "lr": lr, "trained_s": round(trained_s, 1), "train_loss": float(loss_sum) / max(1, seen),
                "seconds": round(seconds, 1), "clips_per_s": round(seen / max(seconds, 1e-9), 1)}
         if eval_set is not None and (epoch % cfg.eval_every == 0 or last):
             metrics = evaluate(model, eval_set, features, cfg, device, labels)
@@ -200,7 +204,8 @@ def train(cfg: TrainConfig) -> dict:
         row["eval"] = metrics
         history.append(row)
         _append_log(out / "log.csv", row)
-        save_checkpoint(epoch)
+        if epoch % cfg.eval_every == 0 or last:
+            save_checkpoint(epoch)  # with the evaluations: a GPU epoch can take less time than a save
         log.info("epoch %d: loss %.4f, %.1f clips/s, eval accuracy %s, mAP %s", epoch, row["train_loss"],
                  row["clips_per_s"], _fmt(metrics.get("accuracy")), _fmt(metrics.get("mAP")))
         if last:
@@ -231,12 +236,43 @@ def _append_log(path: Path, row: dict) -> None:
         w.writerow(flat)
 
 
-def cross_validate(cfg: TrainConfig, folds: list[int]) -> list[dict]:
-    """Train once per held-out fold (out_dir/fold<k>); write cv_summary.csv and print a table."""
+def _bank_clips() -> list:
+    """The background bank that add_background mixes under clips (synthetic, never a target)."""
+    return [c for c in synthetic_negatives("40", {}) if c.split == "train"]
+
+
+def warm_cache(cfg: TrainConfig, workers: int | None = None) -> int:
+    """Compute the features of every clip of cfg.data (all folds) and the background bank; returns the
+    number of clips. Parallel runs that share the cache then only read it."""
+    clips = load_clips(cfg.data, cfg.num_folds, cfg.seed) + _bank_clips()
+    _, features = build_model(cfg, label_names(clips) or ["x"])
+    cache = FeatureCache(cfg.cache_dir or Path(cfg.out_dir) / "cache", features)
+    cache.load(clips, cfg.progress, workers or os.cpu_count() or 1)
+    log.info("feature cache %s: %d clips (%d computed now)", cache.dir, len(clips), cache.computed)
+    return len(clips)
+
+
+def _train_fold(cfg: TrainConfig) -> dict:
+    """One fold in a child process (cross_validate with jobs > 1): train, return its metrics."""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s fold{cfg.eval_fold} %(name)s: %(message)s")
+    return train(cfg)["metrics"]
+
+
+def cross_validate(cfg: TrainConfig, folds: list[int], jobs: int = 1) -> list[dict]:
+    """Train once per held-out fold (out_dir/fold<k>); write cv_summary.csv and print a table.
+
+    jobs > 1 trains that many folds at once in separate processes (one small model leaves most of a
+    GPU idle); the feature cache is filled first, so they only read it."""
+    runs = [dataclasses.replace(cfg, eval_fold=k, out_dir=str(Path(cfg.out_dir) / f"fold{k}"),
+                                cache_dir=cfg.cache_dir or str(Path(cfg.out_dir) / "cache")) for k in folds]
+    if jobs > 1:
+        warm_cache(runs[0])
+        with multiprocessing.get_context("spawn").Pool(min(jobs, len(runs))) as pool:
+            results = pool.map(_train_fold, runs, chunksize=1)
+    else:
+        results = [train(run)["metrics"] for run in runs]
     rows = []
-    for k in folds:
-        result = train(dataclasses.replace(cfg, eval_fold=k, out_dir=str(Path(cfg.out_dir) / f"fold{k}")))
-        m = result["metrics"]
+    for k, m in zip(folds, results):
         rows.append({"fold": k, "accuracy": m.get("accuracy"), "mAP": m.get("mAP"),
                      **{f"accuracy_{s}": a for s, a in (m.get("accuracy_by_source") or {}).items()}})
     keys = sorted({k for r in rows for k in r if k != "fold"})

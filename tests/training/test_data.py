@@ -113,10 +113,28 @@ def test_cache_hits_and_is_invalidated_by_feature_config_and_content(tmp_path, t
 def test_batches_cut_long_and_pad_short_clips(tmp_path, tiny_folders):
     clips = load_clips((f"folders:{tiny_folders}",))
     data = ClipSet.build(clips, ["dog", "hum"], FeatureCache(tmp_path, FeatureConfig()))
-    n = data.frames[0].shape[0]  # 1.5 s -> 148 frames
+    n = int(data.lengths[0])  # 1.5 s -> 148 frames
     x, valid, y = data.batch([0, 5], n + 20, random_place=False)
     assert x.shape == (2, n + 20, 128) and valid[:, :n].all() and not valid[:, n:].any()
-    assert torch.equal(x[0, :n], data.frames[0]) and (x[:, n:] == 0).all()
+    assert torch.equal(x[0, :n], data.clip(0)) and (x[:, n:] == 0).all()
     x, valid, _ = data.batch([0], 100, random_place=False)
-    assert torch.equal(x[0], data.frames[0][:100]) and valid.all()
+    assert torch.equal(x[0], data.clip(0)[:100]) and valid.all()
     assert y.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_random_placement_keeps_each_clip_contiguous(tmp_path, tiny_folders):
+    clips = load_clips((f"folders:{tiny_folders}",))
+    data = ClipSet.build(clips, ["dog", "hum"], FeatureCache(tmp_path, FeatureConfig()), workers=2)
+    n = int(data.lengths[0])
+    g = torch.Generator().manual_seed(0)
+    for T in (n // 2, n + 40):  # long clips are cut at a random start, short ones placed at a random offset
+        starts = set()
+        for _ in range(8):
+            x, valid, _ = data.batch([0], T, random_place=True, generator=g)
+            assert valid.sum() == min(n, T)
+            inside = x[0][valid[0]]
+            clip = data.clip(0)
+            start = [s for s in range(n - len(inside) + 1) if torch.equal(clip[s:s + len(inside)], inside)]
+            assert start and (x[0][~valid[0]] == 0).all()   # a contiguous piece of the clip, zeros around it
+            starts.add(int(valid[0].float().argmax()) if T > n else start[0])
+        assert len(starts) > 1  # the position really is random
