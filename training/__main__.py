@@ -5,6 +5,8 @@
   python -m training cache [--preset ...] [key=value ...]   (compute every clip's features now, all cores)
   python -m training export CKPT OUT.safetensors
   python -m training report MODEL --out METRICS.json   (speech detection, false tags per minute, accuracy)
+  python -m training metrics-file MODEL --report R.json --cv CV_DIR [--infer-bench J] [--train-bench J]
+         [--note key=text ...] --out MODEL.metrics.json    (the metrics file that ships with a model)
 
 Config keys are the fields of training/config.py TrainConfig, e.g. epochs=30 lr=5e-4 out_dir=/tmp/run
 data=esc50:/path/esc50,fsdd:/path/fsdd@label=speech  init=/path/hf-ast-dir  eval_fold=0.
@@ -44,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--fold", type=int, default=5, help="held-out ESC-50 fold to score (default 5; 0 = skip)")
     s.add_argument("--minutes", type=float, default=3.0, help="minutes of each silence/noise signal")
     s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    s = sub.add_parser("metrics-file", help="assemble the metrics file shipped next to a model")
+    s.add_argument("model")
+    s.add_argument("--report", required=True, help="JSON written by `report`")
+    s.add_argument("--cv", default=None, help="out_dir of `cv` for the same recipe (cv_summary.csv, fold<k>/)")
+    s.add_argument("--infer-bench", default=None, help="JSON of bench/bench_training.py --sections infer")
+    s.add_argument("--train-bench", default=None, help="JSON of bench/bench_training.py --sections train")
+    s.add_argument("--note", action="append", default=[], metavar="KEY=TEXT", help="a note (repeatable)")
+    s.add_argument("--out", required=True)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
@@ -60,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 rows = cross_validate(cfg, [int(k) for k in args.folds.split(",")], args.jobs)
                 _print_table(rows)
+        elif args.command == "metrics-file":
+            from training.metrics_file import write
+            notes = dict(n.partition("=")[::2] for n in args.note)
+            print(write(args.model, args.report, args.out, args.cv, args.infer_bench, args.train_bench, notes))
         elif args.command == "export":
             from training.export import export_model
             from training.train import load_checkpoint

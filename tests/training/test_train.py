@@ -128,3 +128,25 @@ def test_report_counts_false_tags_through_the_analyzer(tiny_cfg, tmp_path):
     silence = metrics["false_tags_per_minute"]["silence"]
     assert silence["minutes"] == 0.05 and silence["tags_per_min@0.5"] >= 0 and 0 <= silence["max_score"] <= 1
     assert "esc50_fold_accuracy" not in metrics and "fsdd_test_speech_detection" not in metrics
+
+
+def test_metrics_file_gathers_cv_report_and_provenance(tiny_cfg, tmp_path):
+    cv_dir = tmp_path / "cv"
+    rows = cross_validate(tiny_cfg(max_steps=1, out_dir=str(cv_dir)), [1, 2])
+    model = cv_dir / "fold1" / "model.safetensors"
+    report = {"fsdd_test_speech_detection": {"files": 3, "detected": 1.0},
+              "false_tags_per_minute": {"silence": {"tags_per_min@0.3": 0.0}}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    out = tmp_path / "m.json"
+    result = subprocess.run([sys.executable, "-m", "training", "metrics-file", str(model), "--report",
+                             str(tmp_path / "report.json"), "--cv", str(cv_dir), "--note", "why=a test",
+                             "--out", str(out)], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert result.returncode == 0, result.stderr
+    m = json.loads(out.read_text())
+    cv = m["esc50_accuracy"]["cross_validation"]
+    esc = [r.get("accuracy_esc50", r["accuracy"]) for r in rows[:2]]
+    assert sorted(cv["folds"]) == ["1", "2"] and cv["folds"]["1"]["epochs"] == 1
+    assert cv["measure"] == "accuracy" and cv["mean_accuracy"] == pytest.approx(float(np.mean(esc)), abs=1e-4)
+    assert m["sha256"] and m["labels"] == 2 and m["architecture"]["embed_dim"] == 32
+    assert m["fsdd_test_speech_detection"] == report["fsdd_test_speech_detection"]
+    assert m["trained_on"]["eval_fold"] == 1 and m["notes"] == {"why": "a test"}
