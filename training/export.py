@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def code_revision() -> str:
-    """`git describe`-like revision of this checkout (commit + '-dirty' when files are modified)."""
+    """`git describe`-like revision of this checkout (commit + '-dirty' when files are modified), or
+    $CODE_REVISION where the caller knows better (a copy sent to a GPU machine carries stale git data)."""
+    if os.environ.get("CODE_REVISION"):
+        return os.environ["CODE_REVISION"]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                                 timeout=10).stdout.strip()
@@ -33,7 +36,7 @@ def code_revision() -> str:
             return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
-    return os.environ.get("CODE_REVISION", "unknown")  # a copy without .git (a GPU machine) is told it
+    return "unknown"
 
 
 def check_same_logits(model: AST, path: Path, atol: float = 1e-5, num_windows: int = 3) -> float:

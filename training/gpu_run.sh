@@ -27,7 +27,7 @@ if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -lms 500 > "$OUT/gpu_util.csv" &
     SMI=$!
 fi
-export CODE_REVISION=${CODE_REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+export CODE_REVISION=${CODE_REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}  # pass it: a copy on a GPU machine may carry stale git data
 python -m training cache "${COMMON[@]}" out_dir="$RUNS"                                   # all clips, all cores
 python bench/bench_training.py --sections train --threads 2 --batch 32,128 --steps 20 --device "$DEVICE" \
     --out "$OUT/bench.json"
