@@ -40,7 +40,9 @@ def test_batched_equals_one_by_one():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_fbank_on_cuda_equals_cpu():
     wave = torch.randn(2, 32000, generator=torch.Generator().manual_seed(2)) * 0.3
-    torch.testing.assert_close(fbank(wave.cuda()).cpu(), fbank(wave), atol=1e-4, rtol=0)
+    # cuFFT vs the CPU FFT in float32: measured on an H200, 14 of 50688 log-mel values differ by more than
+    # 1e-4 (at most 6.9e-4, on values near 14), all within 5.0e-5 relative
+    torch.testing.assert_close(fbank(wave.cuda()).cpu(), fbank(wave), atol=1e-4, rtol=1e-4)
 
 
 def test_shorter_than_one_frame_gives_no_frames():
