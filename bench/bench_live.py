@@ -23,7 +23,6 @@ import datetime
 import json
 import os
 import platform
-import queue
 import sys
 import tempfile
 import threading

@@ -84,7 +84,7 @@ class Analyzer:
         rate = self.features.sample_rate_hz
         total_s = info.duration_s
         cancel = cancel or threading.Event()
-        plan, T, shift = self.plan, self.features.num_frames, self.features.frame_shift_s
+        plan, T = self.plan, self.features.num_frames
         streamer = FbankStreamer(self.features, device=self.scorer.device)
         buffer = torch.zeros(0, self.features.num_mel_bins, device=self.scorer.device)  # frames [buffer_start, ...)
         buffer_start = 0
