@@ -1,4 +1,4 @@
-"""Command line: `python -m training {train,cv,export,report} ...` (main thread).
+"""Command line: `python -m training {train,cv,cache,export,report,metrics-file} ...` (main thread).
 
   python -m training train [--preset default|tiny] [key=value ...]
   python -m training cv --folds 1,2,3,4,5 [--jobs N] [--preset ...] [key=value ...]
