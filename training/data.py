@@ -260,21 +260,9 @@ class FeatureCache:
     def load(self, clips: list[Clip], progress: bool = False, workers: int = 1) -> list[torch.Tensor]:
         """Features of every clip, in order. workers > 1 decodes missing ones on that many threads
         (soundfile and the fbank release the GIL); a warm cache only reads .npy files."""
-        bar = tqdm(total=len(clips), desc="features", disable=not progress, leave=False)
-        if workers <= 1:
-            out = []
-            for c in clips:
-                out.append(self.get(c))
-                bar.update()
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                futures = [pool.submit(self.get, c) for c in clips]
-                out = []
-                for f in futures:
-                    out.append(f.result())
-                    bar.update()
-        bar.close()
-        return out
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            return list(tqdm(pool.map(self.get, clips), total=len(clips), desc="features",
+                             disable=not progress, leave=False))
 
 
 @dataclass

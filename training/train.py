@@ -103,7 +103,8 @@ def train(cfg: TrainConfig) -> dict:
     workers = min(8, os.cpu_count() or 1)  # decoding threads, for clips not yet cached
     train_set = ClipSet.build(train_clips, labels, cache, cfg.progress, workers).to(device)  # stays there
     eval_set = ClipSet.build(eval_clips, labels, cache, cfg.progress, workers).to(device) if eval_clips else None
-    bank = ClipSet.build(_bank_clips(), [], cache).batch(range(len(_bank_clips())), features.num_frames, False)[0]
+    bank_clips = _bank_clips()
+    bank = ClipSet.build(bank_clips, [], cache).batch(range(len(bank_clips)), features.num_frames, False)[0]
     bank = torch.where(bank == 0, torch.full_like(bank, augment.LOG_FLOOR), bank).to(device)  # (M, T, F)
     log.info("%d labels, %d training clips, %d held out, device %s", len(labels), len(train_set),
              len(eval_set or []), device)
