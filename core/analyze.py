@@ -6,7 +6,7 @@ they arrive) and runs windows through the model in batches, so memory stays boun
 about one window plus one batch of frames, never the whole file.
 
 Window k starts at k * hop_s and covers the model's window; the last window reaches the end of the audio
-and is zero-padded in the log-mel domain as AST pads; audio shorter than a window gives one padded window.
+and is padded in the log-mel domain as the model was trained (AST: zeros; FeatureConfig.padding); audio shorter than a window gives one padded window.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 
 from core.audio_io import iter_blocks, probe
 from core.errors import ConfigError, TaggerError
-from core.features import FbankStreamer
+from core.features import FbankStreamer, pad_or_cut
 from core.scorer import Scorer
 from core.timeline import Timeline
 
@@ -96,8 +96,8 @@ class Analyzer:
             first, last = plan.start(ks[0]) - buffer_start, plan.start(ks[-1]) - buffer_start
             if last + T <= buffer.shape[0]:  # consecutive full windows: a strided view, no copy
                 batch = buffer[first:last + T].unfold(0, T, plan.hop_frames).transpose(1, 2)  # (B, T, F)
-            else:  # the tail: windows that run past the end are zero-padded as AST pads
-                batch = torch.stack([torch.nn.functional.pad(w, (0, 0, 0, T - w.shape[0]))
+            else:  # the tail: windows that run past the end are padded as the model was trained
+                batch = torch.stack([pad_or_cut(w, T, self.features.pad_log_mel)
                                      for w in (buffer[first + i * plan.hop_frames:][:T] for i in range(len(ks)))])
             scores.append(self.scorer(batch))
             # frames before the next window are no longer needed; with a hop longer than the window the

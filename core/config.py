@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,6 +29,11 @@ def to_json(config: Any) -> str:
     return json.dumps(dataclasses.asdict(config), sort_keys=True)
 
 
+LOG_EPS = math.log(2.0 ** -23)  # the fbank of digital silence: log of float32 eps, -15.94
+
+PADDINGS = {"zeros": 0.0, "silence": LOG_EPS}
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """The Kaldi log-mel fbank AST was trained with, plus the normalisation of its checkpoint."""
@@ -39,6 +45,19 @@ class FeatureConfig:
     num_frames: int = 1024          # model window T in frames (1024 = 10.24 s, AudioSet)
     mean: float = -4.2677393        # dataset statistics of the checkpoint (AudioSet by default)
     std: float = 4.5689974          # features are normalised as (x - mean) / (2 * std)
+    padding: str = "zeros"          # what fills a window past the end of the audio: "zeros" = a log-mel of 0,
+                                    # as AST and its released checkpoints pad; "silence" = the fbank of digital
+                                    # silence (log eps), as the default model is trained, so that padding
+                                    # looks like quiet audio and no class can be told by it
+
+    def __post_init__(self) -> None:
+        if self.padding not in PADDINGS:
+            raise ConfigError(f"feature padding must be one of {sorted(PADDINGS)}, got {self.padding!r}")
+
+    @property
+    def pad_log_mel(self) -> float:
+        """The raw log-mel value of a padded frame (before normalisation)."""
+        return PADDINGS[self.padding]
 
     @property
     def frame_shift_s(self) -> float:

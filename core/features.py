@@ -88,12 +88,13 @@ def fbank(waveform: torch.Tensor, config: FeatureConfig = FeatureConfig()) -> to
     return _FBANK_CACHE[key](waveform)
 
 
-def pad_or_cut(features: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """Zero-pad (in the log-mel domain, at the end) or cut (..., T, F) to exactly num_frames, as AST does."""
+def pad_or_cut(features: torch.Tensor, num_frames: int, value: float = 0.0) -> torch.Tensor:
+    """Pad (in the log-mel domain, at the end, with `value`: 0 as AST does, or FeatureConfig.pad_log_mel)
+    or cut (..., T, F) to exactly num_frames."""
     t = features.shape[-2]
     if t >= num_frames:
         return features[..., :num_frames, :]
-    return F.pad(features, (0, 0, 0, num_frames - t))
+    return F.pad(features, (0, 0, 0, num_frames - t), value=value)
 
 
 def normalize(features: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
@@ -103,7 +104,7 @@ def normalize(features: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
 
 def model_input(waveform: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
     """Waveform (..., N) at 16 kHz -> normalised model input (..., num_frames, F), padded or cut."""
-    return normalize(pad_or_cut(fbank(waveform, config), config.num_frames), config)
+    return normalize(pad_or_cut(fbank(waveform, config), config.num_frames, config.pad_log_mel), config)
 
 
 class FbankStreamer:

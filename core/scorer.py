@@ -28,8 +28,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 class Scorer:
     """Model + device + precision. __call__(windows (B, T', F) raw log-mel) -> (B, L) float32 scores.
 
-    Windows shorter than the model's T frames are zero-padded in the log-mel domain (AST's padding),
-    then everything is normalised with the model's statistics.
+    Windows shorter than the model's T frames are padded in the log-mel domain as the model was trained
+    (FeatureConfig.padding: AST's zeros, or digital silence), then normalised with the model's statistics.
     """
 
     def __init__(self, loaded: LoadedModel, device: str | torch.device = "auto"):
@@ -45,7 +45,8 @@ class Scorer:
 
     @torch.inference_mode()
     def __call__(self, windows: torch.Tensor) -> np.ndarray:
-        x = normalize(pad_or_cut(windows.to(self.device), self.num_frames), self.features)  # (B, T, F)
+        x = normalize(pad_or_cut(windows.to(self.device), self.num_frames, self.features.pad_log_mel),
+                      self.features)  # (B, T, F)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
             logits = self.model(x)
         return torch.sigmoid(logits.float()).cpu().numpy()

@@ -9,7 +9,7 @@ Windows are on the grid of file analysis (core.analyze): window k covers fbank f
 the same windows for the same samples. Warm-up: no window is emitted before the first full one (window 0,
 complete once window_s + 15 ms of audio has arrived); until then `state` is WARMING_UP and
 `warmup_progress` goes from 0 to 1. At the end of the stream (ring closed: Ctrl-C, duration reached,
-device lost) the tail windows are scored zero-padded exactly as file analysis pads them, so a live
+device lost) the tail windows are scored padded exactly as file analysis pads them, so a live
 session equals the analysis of its recording. If inference falls behind, only the newest complete window
 is scored and the others are counted as skipped (their scores are NaN in a LiveTimeline), never queued up.
 """
@@ -30,7 +30,7 @@ import torch
 from core.analyze import WindowPlan, hop_frames_for
 from core.capture import CaptureReader
 from core.errors import ConfigError
-from core.features import FbankStreamer
+from core.features import FbankStreamer, pad_or_cut
 from core.scorer import Scorer
 
 __all__ = ["TaggerConfig", "TaggerState", "TagFrame", "TaggerEnd", "TaggerStats", "StreamingTagger",
@@ -275,7 +275,7 @@ class StreamingTagger:
         return TagFrame(k, start, end, start_s, end_s, values, padded)
 
     def _flush(self) -> None:
-        """End of stream: score the remaining windows that reach the end, zero-padded like file analysis."""
+        """End of stream: score the remaining windows that reach the end, padded like file analysis."""
         if self._position == 0:
             return
         T = self.plan.window_frames
@@ -286,7 +286,7 @@ class StreamingTagger:
             windows = []
             for k in batch_ks:
                 w = self._frames[self.plan.start(k) - self._frames_start:][:T]  # (<=T, F)
-                windows.append(torch.nn.functional.pad(w, (0, 0, 0, T - w.shape[0])))
+                windows.append(pad_or_cut(w, T, self.features.pad_log_mel))
             scores = self._score(batch_ks, torch.stack(windows))
             for k, row in zip(batch_ks, scores):
                 self.results.put(self._frame(k, row, padded=self.plan.start(k) + T > total))

@@ -153,3 +153,24 @@ def test_hop_longer_than_the_window(tiny_hf_dir, esc50_clip, block_s):
     wave = sf.read(esc50_clip, dtype="float32")[0]
     np.testing.assert_allclose(timeline.scores, hf_window_scores(tiny_hf_dir, wave, 2.0, 3), atol=1e-4, rtol=0)
     assert WindowPlan(512, 1000).num_windows(6000) == 6  # 60 s, 10 s hop: starts 0..50 s, not 60 s
+
+
+def test_silence_padding_makes_a_short_file_look_like_silence(tiny_hf_dir, tmp_path):
+    """A model trained with padding="silence" must not tell a short file (or a padded last window) from
+    the same silence at full length: padding is the fbank of digital silence, in files and tails alike.
+    With AST's zero padding the two differ, which is how a class learned "short and padded"."""
+    import dataclasses
+    loaded = load_model(tiny_hf_dir)
+    for padding, same in (("silence", True), ("zeros", False)):
+        loaded.features = dataclasses.replace(loaded.features, padding=padding)
+        analyzer = Analyzer(Scorer(loaded, "cpu"), hop_s=1.0)
+        scores = {}
+        for seconds in (0.05, 0.3, 3.0):
+            path = tmp_path / f"silence{seconds}.wav"
+            sf.write(path, np.zeros(int(seconds * 16000), np.float32), 16000)
+            scores[seconds] = analyzer.analyze(str(path)).scores    # (W, L)
+        full = scores[3.0][0]                                       # a whole window of silence
+        for short in (0.05, 0.3):
+            assert np.allclose(scores[short][0], full, atol=1e-6) == same, (padding, short)
+        # the last window of 3 s at a 1 s hop runs past the end: padded as the model was trained
+        assert np.allclose(scores[3.0][-1], full, atol=1e-6) == same
