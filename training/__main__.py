@@ -1,5 +1,6 @@
 """Command line: `python -m training {train,cv,cache,export,report,metrics-file} ...` (main thread).
 
+  python -m training corpus --repos DIR --out DIR [--esc50 DIR]   (the extra training audio, from pinned repos)
   python -m training train [--preset default|tiny] [key=value ...]
   python -m training cv --folds 1,2,3,4,5 [--jobs N] [--preset ...] [key=value ...]
   python -m training cache [--preset ...] [key=value ...]   (compute every clip's features now, all cores)
@@ -35,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--jobs", type=int, default=1, help="folds trained at once, one process each "
                                                                "(a GPU fits several small runs)")
         s.add_argument("overrides", nargs="*", metavar="key=value")
+    s = sub.add_parser("corpus", help="build the extra training audio from the pinned public repositories")
+    s.add_argument("--repos", required=True, help="folder of the repositories' checkouts (made when missing)")
+    s.add_argument("--out", required=True, help="where the clips and manifest.csv go (outside the repository)")
+    s.add_argument("--esc50", default=None, help="ESC-50 folder: check every clip against it and add domain "
+                                                 "variants of its clips")
+    s.add_argument("--no-esc50-check", action="store_true", help="skip the ESC-50 excerpt check (tests only)")
+    s.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("export", help="checkpoint -> model file (with a same-logits check)")
     s.add_argument("checkpoint")
     s.add_argument("out")
@@ -70,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 rows = cross_validate(cfg, [int(k) for k in args.folds.split(",")], args.jobs)
                 _print_table(rows)
+        elif args.command == "corpus":
+            from training.corpus import build
+            print(build(args.repos, args.out, args.esc50, args.seed, esc50_check=not args.no_esc50_check))
         elif args.command == "metrics-file":
             from training.metrics_file import write
             notes = dict(n.partition("=")[::2] for n in args.note)

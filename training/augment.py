@@ -24,6 +24,41 @@ def random_gain(x: torch.Tensor, valid: torch.Tensor, max_db: float, gen: torch.
     return torch.where(valid[..., None], (x + gain).clamp_min(LOG_FLOOR), x)
 
 
+def mel_centres_hz(num_bins: int, low_hz: float = 20.0, high_hz: float = 8000.0) -> torch.Tensor:
+    """Centre frequency of each of the fbank's Kaldi mel bins (mel = 1127 ln(1 + f / 700)), (F,)."""
+    mel = lambda f: 1127.0 * math.log(1.0 + f / 700.0)
+    lo, hi = mel(low_hz), mel(high_hz)
+    centres = lo + (hi - lo) / (num_bins + 1) * torch.arange(1, num_bins + 1, dtype=torch.float64)
+    return (700.0 * (torch.exp(centres / 1127.0) - 1.0)).float()
+
+
+# band limits of real recording chains: (low Hz, high Hz) passed, the rest 60 dB down
+BANDS = ((300.0, 3400.0), (0.0, 4000.0), (0.0, 5500.0))
+
+
+def spectral_shape(x: torch.Tensor, valid: torch.Tensor, prob: float, features,
+                   gen: torch.Generator | None = None) -> torch.Tensor:
+    """For a random share `prob` of clips, the spectrum of another microphone or channel: half get a tilt of
+    -6..+6 dB per octave around 1 kHz (EQ, cheap microphones), half a band limit from BANDS (a telephone line,
+    an 8 kHz or 11 kHz source) with 100 Hz-wide edges. Applied to the clip's frames only; floor kept."""
+    if prob <= 0:
+        return x
+    B, T, F = x.shape
+    f = mel_centres_hz(F).to(x.device)                                        # (F,)
+    chosen = torch.rand(B, generator=gen, device=x.device) < prob
+    tilt = torch.rand(B, generator=gen, device=x.device) < 0.5
+    slope = (torch.rand(B, 1, generator=gen, device=x.device) * 12 - 6)        # dB per octave
+    tilt_db = slope * torch.log2(f.clamp_min(20.0) / 1000.0)[None]             # (B, F)
+    band = torch.randint(len(BANDS), (B,), generator=gen, device=x.device)
+    lows = torch.tensor([b[0] for b in BANDS], device=x.device)[band][:, None]
+    highs = torch.tensor([b[1] for b in BANDS], device=x.device)[band][:, None]
+    inside = ((f[None] - lows + 100) / 100).clamp(0, 1) * ((highs + 100 - f[None]) / 100).clamp(0, 1)
+    band_db = -60.0 * (1 - inside)                                             # (B, F)
+    curve = torch.where(tilt[:, None], tilt_db, band_db) * chosen[:, None] * DB
+    shaped = (x + curve[:, None, :]).clamp_min(LOG_FLOOR)
+    return torch.where(valid[..., None], shaped, x)
+
+
 def add_background(x: torch.Tensor, valid: torch.Tensor, bank: torch.Tensor, prob: float,
                    snr_db: tuple[float, float], gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mix a random background window from `bank` (M, T, F) under a random subset of clips.

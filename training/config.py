@@ -37,6 +37,10 @@ class TrainConfig:
                                      # T = 512 (CPU-sized); 16 -> 8 x 32 = 256; AST's own is 16 with stride 10
     mean: float = -6.6268077         # feature statistics (ESC-50, AST.md); a pretrained model brings its own
     std: float = 5.358466
+    padding: str = "silence"         # what fills a window past a clip's end, in training and at inference
+                                     # (core.config.FeatureConfig.padding): "silence" = the fbank of digital
+                                     # silence; "zeros" = AST's log-mel 0, which let FSDD's padded 0.5 s digits
+                                     # teach `speech` = "short and padded" (issue 13)
     # --- optimisation
     epochs: int = 40
     batch_size: int = 32
@@ -59,7 +63,10 @@ class TrainConfig:
     time_shift: int = 256            # random roll of the time axis by up to this many frames (half the
                                      # 512-frame window: live windows catch sounds anywhere in them; fold 5
                                      # 60.0 % vs 57.75 % at 64, in-stream tagging 46 % vs 45 %, one seed)
-    noise_prob: float = 0.3          # probability of mixing a background (negatives) under a clip
+    noise_prob: float = 0.3          # probability of mixing a background under a clip (synthetic noise and
+                                     # the recorded backgrounds among the training clips with no label)
+    tilt_prob: float = 0.0           # probability of a random spectral tilt (+-6 dB per octave) or band limit
+                                     # (telephone 300-3400 Hz, a 4 kHz or 8 kHz source) on a clip
     noise_snr_db: tuple[float, float] = (0.0, 30.0)  # range of clip-to-background level ratios
     # --- run
     seed: int = 1337

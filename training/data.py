@@ -8,7 +8,8 @@ Used on the training (main) thread. A source is a string `kind:path[@key=value..
                    training clips (seeded).
   folders:DIR      one sub-folder per class; folds assigned per file (its group) by a stable hash.
   csv:FILE         columns `path,labels` (labels separated by ';', empty = no label), optional `fold`,
-                   `group`, `split` (train/test); paths relative to the CSV's folder.
+                   `group`, `split` (train/test), `source` (default: the file's stem); paths relative to the
+                   CSV's folder. `python -m training corpus` writes one (training/corpus.py).
   negatives:N      N synthetic 5.2 s clips of digital silence, low white/pink/brown noise and hum, all
                    labels zero (plus N // 4 held-out ones with another seed); needs loss=bce.
 Any source takes @limit=N. Every clip's log-mel fbank is computed once and cached as float16 under
@@ -119,7 +120,8 @@ def _csv(path: Path, opts: dict[str, str], num_folds: int = 5) -> list[Clip]:
         labels = tuple(s.strip() for s in (r["labels"] or "").split(";") if s.strip())
         group = r.get("group") or r["path"]
         fold = int(r["fold"]) if r.get("fold") else (0 if r.get("split") else _stable_fold(group, num_folds))
-        clips.append(Clip(str(path.parent / r["path"]), labels, path.stem, group, fold, r.get("split") or ""))
+        clips.append(Clip(str(path.parent / r["path"]), labels, r.get("source") or path.stem, group, fold,
+                          r.get("split") or ""))
     return clips
 
 
@@ -314,12 +316,14 @@ class ClipSet:
         return self.data[start:start + int(self.lengths[i])].float()
 
     def batch(self, idx: list[int] | torch.Tensor, num_frames: int, random_place: bool,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              generator: torch.Generator | None = None,
+              pad_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Raw log-mel windows (B, T, F) float32, valid-frame mask (B, T) bool, targets (B, L), on the
         set's device.
 
         Long clips are cut (at a random start when random_place, else at 0, as AST cuts); short clips are
-        placed (at a random offset when random_place, else at 0) and zero-padded in the log-mel domain.
+        placed (at a random offset when random_place, else at 0) and padded in the log-mel domain with
+        `pad_value` (FeatureConfig.pad_log_mel: 0 as AST pads, or the fbank of digital silence).
         Random positions come from `generator` (a CPU one), so a run's data order does not depend on
         the device.
         """
@@ -338,5 +342,5 @@ class ClipSet:
         source = torch.arange(num_frames, device=dev)[None] + shift[:, None]  # (B, T) frame within the clip
         valid = (source >= 0) & (source < length[:, None])
         rows = (self.starts[idx][:, None] + source.clamp(min=0).minimum(length[:, None] - 1)).clamp(min=0)
-        x = self.data[rows].float() * valid[..., None]                        # (B, T, F), zero padding
+        x = torch.where(valid[..., None], self.data[rows].float(), pad_value)  # (B, T, F), padded
         return x, valid, self.targets[idx]

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -41,7 +42,7 @@ def build_model(cfg: TrainConfig, labels: list[str]) -> tuple[AST, FeatureConfig
         mcfg = ModelConfig(num_classes=len(labels), num_frames=cfg.num_frames, patch_size=cfg.patch_size,
                            frequency_stride=cfg.patch_size, time_stride=cfg.patch_size,
                            embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads)
-        return AST(mcfg), FeatureConfig(num_frames=cfg.num_frames, mean=cfg.mean, std=cfg.std)
+        return AST(mcfg), FeatureConfig(num_frames=cfg.num_frames, mean=cfg.mean, std=cfg.std, padding=cfg.padding)
     loaded = load_model(cfg.init, num_frames=cfg.num_frames)  # position table cut or interpolated here
     model = loaded.model
     if loaded.labels.names != labels and [l.id for l in loaded.labels] != labels:
@@ -50,7 +51,7 @@ def build_model(cfg: TrainConfig, labels: list[str]) -> tuple[AST, FeatureConfig
         nn.init.trunc_normal_(model.mlp_head[1].weight, std=0.02)
         nn.init.zeros_(model.mlp_head[1].bias)
         model.config = dataclasses.replace(model.config, num_classes=len(labels))
-    return model, loaded.features
+    return model, dataclasses.replace(loaded.features, padding=cfg.padding)
 
 
 def lr_at(step: int, warmup_steps: int, progress: float, cfg: TrainConfig) -> float:
@@ -69,7 +70,8 @@ def predict(model: AST, data: ClipSet, features: FeatureConfig, loss: str, devic
     model.eval()
     out = []
     for i in range(0, len(data), batch_size):
-        x, _, _ = data.batch(range(i, min(i + batch_size, len(data))), features.num_frames, False)
+        x, _, _ = data.batch(range(i, min(i + batch_size, len(data))), features.num_frames, False,
+                             pad_value=features.pad_log_mel)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(normalize(x.to(device), features)).float()      # (B, L)
         out.append((torch.sigmoid(logits) if loss == "bce" else logits.softmax(-1)).cpu().numpy())
@@ -103,9 +105,9 @@ def train(cfg: TrainConfig) -> dict:
     workers = min(8, os.cpu_count() or 1)  # decoding threads, for clips not yet cached
     train_set = ClipSet.build(train_clips, labels, cache, cfg.progress, workers).to(device)  # stays there
     eval_set = ClipSet.build(eval_clips, labels, cache, cfg.progress, workers).to(device) if eval_clips else None
-    bank_clips = _bank_clips()
-    bank = ClipSet.build(bank_clips, [], cache).batch(range(len(bank_clips)), features.num_frames, False)[0]
-    bank = torch.where(bank == 0, torch.full_like(bank, augment.LOG_FLOOR), bank).to(device)  # (M, T, F)
+    bank_clips = _bank_clips(train_clips)
+    bank = ClipSet.build(bank_clips, [], cache).batch(range(len(bank_clips)), features.num_frames, False,
+                                                      pad_value=augment.LOG_FLOOR)[0].to(device)  # (M, T, F)
     log.info("%d labels, %d training clips, %d held out, device %s", len(labels), len(train_set),
              len(eval_set or []), device)
 
@@ -157,9 +159,11 @@ def train(cfg: TrainConfig) -> dict:
         bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
                    disable=not cfg.progress, leave=False)
         for i in bar:
-            x, valid, y = train_set.batch(order[i:i + cfg.batch_size], features.num_frames, True, cpu_gen)
+            x, valid, y = train_set.batch(order[i:i + cfg.batch_size], features.num_frames, True, cpu_gen,
+                                          features.pad_log_mel)
             # x (B, T, F), valid (B, T), y (B, L): already on the device, as is all augmentation below
             x = augment.random_gain(x, valid, cfg.gain_db, gen)
+            x = augment.spectral_shape(x, valid, cfg.tilt_prob, features, gen)
             x, valid = augment.add_background(x, valid, bank, cfg.noise_prob, cfg.noise_snr_db, gen)
             x, valid = augment.time_shift(x, valid, cfg.time_shift, gen)
             if cfg.mixup > 0 and len(x) > 1 and float(torch.rand(1, generator=cpu_gen)) < cfg.mixup:
@@ -237,15 +241,27 @@ def _append_log(path: Path, row: dict) -> None:
         w.writerow(flat)
 
 
-def _bank_clips() -> list:
-    """The background bank that add_background mixes under clips (synthetic, never a target)."""
-    return [c for c in synthetic_negatives("40", {}) if c.split == "train"]
+def _bank_clips(train_clips: list | None = None, recorded: int = 200) -> list:
+    """The background bank that add_background mixes under clips (never a target): 40 synthetic noises,
+    plus up to `recorded` training clips with no label that last at least 3 s (room tone, recorded noise)."""
+    bank = [c for c in synthetic_negatives("40", {}) if c.split == "train"]
+    real = [c for c in train_clips or [] if not c.labels and not c.path.startswith("synth:")]
+    real = [c for c in real if _seconds(c.path) >= 3.0]
+    return bank + real[:recorded]
+
+
+def _seconds(path: str) -> float:
+    try:
+        return sf.info(path).duration
+    except (RuntimeError, OSError):
+        return 0.0
 
 
 def warm_cache(cfg: TrainConfig, workers: int | None = None) -> int:
     """Compute the features of every clip of cfg.data (all folds) and the background bank; returns the
     number of clips. Parallel runs that share the cache then only read it."""
-    clips = load_clips(cfg.data, cfg.num_folds, cfg.seed) + _bank_clips()
+    clips = load_clips(cfg.data, cfg.num_folds, cfg.seed)
+    clips += _bank_clips(clips)
     _, features = build_model(cfg, label_names(clips) or ["x"])
     cache = FeatureCache(cfg.cache_dir or Path(cfg.out_dir) / "cache", features)
     cache.load(clips, cfg.progress, workers or os.cpu_count() or 1)
