@@ -39,7 +39,7 @@ BANDS = ((300.0, 3400.0), (0.0, 4000.0), (0.0, 5500.0))
 def spectral_shape(x: torch.Tensor, valid: torch.Tensor, prob: float, features,
                    gen: torch.Generator | None = None) -> torch.Tensor:
     """For a random share `prob` of clips, the spectrum of another microphone or channel: half get a tilt of
-    -6..+6 dB per octave around 1 kHz (EQ, cheap microphones), half a band limit from BANDS (a telephone line,
+    -6..+6 dB per octave around 1 kHz, flat below 125 Hz (EQ, cheap microphones), half a band limit from BANDS (a telephone line,
     an 8 kHz or 11 kHz source) with 100 Hz-wide edges. Applied to the clip's frames only; floor kept."""
     if prob <= 0:
         return x
@@ -48,7 +48,7 @@ def spectral_shape(x: torch.Tensor, valid: torch.Tensor, prob: float, features,
     chosen = torch.rand(B, generator=gen, device=x.device) < prob
     tilt = torch.rand(B, generator=gen, device=x.device) < 0.5
     slope = (torch.rand(B, 1, generator=gen, device=x.device) * 12 - 6)        # dB per octave
-    tilt_db = slope * torch.log2(f.clamp_min(20.0) / 1000.0)[None]             # (B, F)
+    tilt_db = slope * torch.log2(f / 1000.0).clamp(-3, 3)[None]                # (B, F), flat below 125 Hz
     band = torch.randint(len(BANDS), (B,), generator=gen, device=x.device)
     lows = torch.tensor([b[0] for b in BANDS], device=x.device)[band][:, None]
     highs = torch.tensor([b[1] for b in BANDS], device=x.device)[band][:, None]

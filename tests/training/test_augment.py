@@ -65,3 +65,32 @@ def test_mixup_keeps_label_mass_and_shapes():
     assert len(mass) <= 2 and (len(mass) < 2 or math.isclose(mass[0] + mass[1], 1.0, abs_tol=1e-4))
     # where both clips have audio the mix is a power sum: louder than either weighted part
     assert (out[:, :30] <= torch.logaddexp(x[:, :30], x[:, :30].amax()) + 1e-4).all()
+
+
+def test_spectral_shape_tilts_or_band_limits_the_clip_only():
+    from core.config import FeatureConfig
+    x, valid, _, g = _batch(B=64, F=128)
+    x = torch.where(valid[..., None], x + 16, x)   # loud enough that 60 dB down stays above the floor
+    out = augment.spectral_shape(x, valid, 1.0, FeatureConfig(), g)
+    assert out.shape == x.shape and torch.equal(out[0, 30:], x[0, 30:])   # padding untouched
+    assert (out >= augment.LOG_FLOOR).all()
+    delta = (out - x)[:, :30]                                               # (B, 30, F): one curve per clip
+    assert (delta.std(dim=1) < 1e-4).all()
+    curve = delta[:, 0]                                                     # (B, F) in log power
+    f = augment.mel_centres_hz(128)
+    band_limited = (curve < -50 * augment.DB).any(1)                        # 60 dB down somewhere
+    assert 0 < band_limited.sum() < 64                                     # both kinds drawn
+    for c in curve[band_limited]:   # every band limit passes 1-3 kHz (speech) untouched
+        assert c[(f > 1000) & (f < 3000)].abs().max() < 1e-4
+    tilts = curve[~band_limited]
+    assert (tilts.abs().max(1).values <= 6 * 3 * augment.DB + 1e-5).all()   # +-6 dB/octave, 3 octaves each side
+    # the same generator state gives the same result; prob 0 is the identity
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(augment.spectral_shape(x, valid, 0.5, FeatureConfig(), g1),
+                       augment.spectral_shape(x, valid, 0.5, FeatureConfig(), g2))
+    assert torch.equal(augment.spectral_shape(x, valid, 0.0, FeatureConfig(), g), x)
+
+
+def test_mel_centres_span_the_fbank_range():
+    f = augment.mel_centres_hz(128)
+    assert f.shape == (128,) and (f.diff() > 0).all() and 20 < f[0] < 60 and 7700 < f[-1] < 8000

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from core.config import FeatureConfig
+from core.config import LOG_EPS, FeatureConfig
 from training.data import ClipSet, FeatureCache, load_clips, parse_source, split_clips
 from training.labels import ESC50_CATEGORIES
 
@@ -116,6 +116,8 @@ def test_batches_cut_long_and_pad_short_clips(tmp_path, tiny_folders):
     x, valid, y = data.batch([0, 5], n + 20, random_place=False)
     assert x.shape == (2, n + 20, 128) and valid[:, :n].all() and not valid[:, n:].any()
     assert torch.equal(x[0, :n], data.clip(0)) and (x[:, n:] == 0).all()
+    x, _, _ = data.batch([0, 5], n + 20, random_place=False, pad_value=FeatureConfig(padding="silence").pad_log_mel)
+    assert torch.equal(x[0, :n], data.clip(0)) and (x[:, n:] == LOG_EPS).all()   # silence, as at inference
     x, valid, _ = data.batch([0], 100, random_place=False)
     assert torch.equal(x[0], data.clip(0)[:100]) and valid.all()
     assert y.tolist() == [[1.0, 0.0], [0.0, 1.0]]
