@@ -7,6 +7,9 @@ Used on the training (main) thread. A source is a string `kind:path[@key=value..
                    gives every clip one label (e.g. speech) instead of its digit; @limit=N keeps N
                    training clips (seeded).
   folders:DIR      one sub-folder per class; folds assigned per file (its group) by a stable hash.
+  speechcommands:DIR  Speech Commands (v0.01/v0.02 public layout): DIR/<word>/<speaker>_nohash_<n>.wav, speakers
+                   in testing_list.txt held out (split test); @label=NAME gives every word that label (e.g.
+                   speech); DIR/_background_noise_/*.wav become unlabelled clips, cut into 5 s pieces.
   csv:FILE         columns `path,labels` (labels separated by ';', empty = no label), optional `fold`,
                    `group`, `split` (train/test), `source` (default: the file's stem); paths relative to the
                    CSV's folder. `python -m training corpus` writes one (training/corpus.py).
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from tqdm import tqdm
 
@@ -94,6 +98,27 @@ def _fsdd(root: Path, opts: dict[str, str]) -> list[Clip]:
     rows = list(csv.DictReader(open(root / "manifest.csv", newline="", encoding="utf-8")))
     return [Clip(str(root / r["filename"]), (opts.get("label") or r["label"],), "fsdd",
                  f"fsdd:{r['speaker']}:{r['take']}", split=r["split"]) for r in rows]
+
+
+def _speechcommands(root: Path, opts: dict[str, str], num_folds: int = 5) -> list[Clip]:
+    testing = root / "testing_list.txt"
+    test = set(testing.read_text().split()) if testing.exists() else set()
+    clips = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        for f in sorted(folder.glob("*.wav")):
+            rel = f"{folder.name}/{f.name}"
+            group = f"sc:{f.name.split('_nohash_')[0]}"
+            split = "test" if rel in test else ""
+            clips.append(Clip(str(f), (opts.get("label") or folder.name,), "speechcommands", group,
+                              0 if split else _stable_fold(group, num_folds), split))
+    for f in sorted((root / "_background_noise_").glob("*.wav")):
+        seconds = sf.info(str(f)).duration
+        for k in range(int(seconds // 5)):
+            clips.append(Clip(f"{f}#{k * 5}:{k * 5 + 5}", (), "speechcommands_noise", f"scnoise:{f.stem}",
+                              _stable_fold(f"scnoise:{f.stem}", num_folds)))
+    if not clips:
+        raise ValueError(f"{root} is not a Speech Commands folder (<word>/<speaker>_nohash_<n>.wav)")
+    return clips
 
 
 def _stable_fold(group: str, num_folds: int) -> int:
@@ -165,7 +190,7 @@ def synth_audio(spec: str, seconds: float = 5.2, rate_hz: int = 16000) -> np.nda
     return np.clip(x, -1, 1).astype(np.float32)
 
 
-SOURCES = {"esc50", "fsdd", "folders", "csv", "negatives"}
+SOURCES = {"esc50", "fsdd", "folders", "csv", "negatives", "speechcommands"}
 
 
 def load_clips(specs: tuple[str, ...] | list[str], num_folds: int = 5, seed: int = 0) -> list[Clip]:
@@ -179,6 +204,8 @@ def load_clips(specs: tuple[str, ...] | list[str], num_folds: int = 5, seed: int
             part = _esc50(Path(path), opts)
         elif kind == "fsdd":
             part = _fsdd(Path(path), opts)
+        elif kind == "speechcommands":
+            part = _speechcommands(Path(path), opts, num_folds)
         elif kind == "folders":
             part = _folders(Path(path), opts, num_folds)
         else:
@@ -225,10 +252,23 @@ def feature_key(features: FeatureConfig) -> str:
     return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def split_segment(path: str) -> tuple[str, float, float | None]:
+    """'file.wav#5:10' -> ('file.wav', 5.0, 10.0): a clip that is a segment (seconds) of a longer file."""
+    file, sep, span = path.rpartition("#")
+    if not sep or ":" not in span:
+        return path, 0.0, None
+    start, _, end = span.partition(":")
+    return file, float(start), float(end)
+
+
 def content_key(path: str) -> str:
     if path.startswith("synth:"):
         return hashlib.sha1(path.encode()).hexdigest()
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    file, start, end = split_segment(path)
+    digest = hashlib.sha1(Path(file).read_bytes())
+    if end is not None:
+        digest.update(f"#{start}:{end}".encode())
+    return digest.hexdigest()
 
 
 class FeatureCache:
@@ -249,7 +289,11 @@ class FeatureCache:
         if clip.path.startswith("synth:"):
             wave = synth_audio(clip.path, rate_hz=self.features.sample_rate_hz)
         else:
-            wave = read_audio(clip.path, self.features.sample_rate_hz)
+            path, start, end = split_segment(clip.path)
+            rate = self.features.sample_rate_hz
+            wave = read_audio(path, rate)
+            if end is not None:
+                wave = wave[round(start * rate):round(end * rate)]
         with torch.no_grad():
             frames = self.fbank(torch.from_numpy(wave)).to(torch.float16)  # (T, F)
         tmp = file.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp.npy")  # writers never share one

@@ -5,6 +5,7 @@ import csv
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -139,3 +140,25 @@ def test_random_placement_keeps_each_clip_contiguous(tmp_path, tiny_folders):
             assert start and (x[0][~valid[0]] == 0).all()   # a contiguous piece of the clip, zeros around it
             starts.add(int(valid[0].float().argmax()) if T > n else start[0])
         assert len(starts) > 1  # the position really is random
+
+
+def test_speech_commands_public_layout(tmp_path, esc50_clip):
+    """<word>/<speaker>_nohash_<n>.wav, testing_list.txt speakers held out, background noise cut in 5 s pieces."""
+    root = tmp_path / "speech_commands_v0.02"
+    wave = sf.read(esc50_clip, dtype="float32")[0]
+    for word, spk in (("yes", "aa11"), ("yes", "bb22"), ("no", "aa11"), ("no", "cc33")):
+        (root / word).mkdir(parents=True, exist_ok=True)
+        sf.write(root / word / f"{spk}_nohash_0.wav", wave[:16000], 16000)
+    (root / "_background_noise_").mkdir()
+    sf.write(root / "_background_noise_" / "running_tap.wav", np.tile(wave, 3)[:12 * 16000], 16000)
+    (root / "testing_list.txt").write_text("no/cc33_nohash_0.wav\n")
+    clips = load_clips((f"speechcommands:{root}@label=speech",))
+    words = [c for c in clips if c.labels]
+    assert [c.labels for c in words] == [("speech",)] * 4
+    assert {c.group for c in words} == {"sc:aa11", "sc:bb22", "sc:cc33"}
+    assert [c.split for c in words if c.group == "sc:cc33"] == ["test"]
+    noise = [c for c in clips if not c.labels]
+    assert [c.path.rsplit("#", 1)[1] for c in noise] == ["0:5", "5:10"]   # 12 s -> two whole 5 s pieces
+    data = ClipSet.build(clips, ["speech"], FeatureCache(tmp_path / "cache", FeatureConfig()))
+    assert int(data.lengths[-1]) == 1 + (5 * 16000 - 400) // 160          # a segment, not the whole file
+    assert load_clips((f"speechcommands:{root}",))[0].labels == ("no",)    # default label: the word
