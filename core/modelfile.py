@@ -24,7 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from core.config import FeatureConfig, ModelConfig, from_dict, to_json
-from core.errors import ModelFileError
+from core.errors import ConfigError, ModelFileError
 from core.labels import ASSETS, LabelSet, audioset_labels
 from core.model import AST
 
@@ -62,10 +62,7 @@ def save_model_file(path: str | Path, model: AST, features: FeatureConfig, label
                     provenance: dict | None = None) -> Path:
     """Write one self-describing safetensors file atomically (temp file + rename)."""
     path = Path(path)
-    if len(labels) != model.config.num_classes:
-        raise ValueError(f"{len(labels)} labels for a model with {model.config.num_classes} outputs")
-    if features.num_frames != model.config.num_frames:
-        raise ValueError(f"feature window {features.num_frames} != model window {model.config.num_frames}")
+    check_consistent(model.config, features, labels, str(path), "pass the labels and features of this model")
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -91,22 +88,45 @@ def save_model_file(path: str | Path, model: AST, features: FeatureConfig, label
     return path
 
 
+REEXPORT = ("the file is damaged or was written by another tool; re-export it from its checkpoint "
+            "(python -m training export CKPT OUT.safetensors)")
+
+
+def _metadata(path: Path, metadata: dict[str, str], key: str, parse):
+    """parse(metadata[key]), with any failure said as which entry of which file is wrong."""
+    if key not in metadata:
+        raise ModelFileError(f"{path} lacks the '{key}' entry of an {FORMAT} model file; {REEXPORT}")
+    try:
+        return parse(metadata[key])
+    except (ValueError, TypeError) as e:  # JSONDecodeError and ConfigError are ValueErrors
+        raise ModelFileError(f"{path}: bad {key}: {e}; {REEXPORT}") from e
+
+
+def _provenance(text: str) -> dict:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got a {type(value).__name__}")
+    return value
+
+
 def _load_ours(path: Path) -> LoadedModel:
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-        if metadata.get("format") != FORMAT:
-            raise ModelFileError(f"{path} is a safetensors file but not an {FORMAT} model file "
-                                 f"(no '{FORMAT}' metadata); pass a model file made by `python -m training`, "
-                                 "a Hugging Face AST directory or an original AST .pth")
-        model_cfg = from_dict(ModelConfig, json.loads(metadata["model_config"]))
-        features = from_dict(FeatureConfig, json.loads(metadata["feature_config"]))
-        labels = LabelSet.from_json(metadata["labels"])
-        provenance = json.loads(metadata.get("provenance", "{}"))
+    except (SafetensorError, OSError) as e:
+        raise ModelFileError(f"{path} is not a readable model file ({type(e).__name__}: {e})") from e
+    if metadata.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is a safetensors file but not an {FORMAT} model file "
+                             f"(no '{FORMAT}' metadata); pass a model file made by `python -m training`, "
+                             "a Hugging Face AST directory or an original AST .pth")
+    model_cfg = _metadata(path, metadata, "model_config", lambda t: from_dict(ModelConfig, json.loads(t)))
+    features = _metadata(path, metadata, "feature_config", lambda t: from_dict(FeatureConfig, json.loads(t)))
+    labels = _metadata(path, metadata, "labels", LabelSet.from_json)
+    provenance = _metadata(path, {"provenance": "{}", **metadata}, "provenance", _provenance)
+    check_consistent(model_cfg, features, labels, str(path))
+    try:
         state = load_file(str(path))
-    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
-        if isinstance(e, ModelFileError):
-            raise
+    except (SafetensorError, OSError) as e:
         raise ModelFileError(f"{path} is not a readable model file ({type(e).__name__}: {e})") from e
     model = _build(model_cfg, state, str(path))
     return LoadedModel(model, features, labels, path.stem, FORMAT, provenance)
@@ -161,34 +181,73 @@ def hf_to_ast_state(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return state
 
 
+def _hf_number(config: dict, key: str, default, where: str, whole: bool = True):
+    """config[key] (or default) when it is a JSON number (a whole one if `whole`); else a ModelFileError."""
+    value = config.get(key, default)
+    kinds = int if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ModelFileError(f"{where}: {key} must be a {'whole number' if whole else 'number'}, got {value!r}; "
+                             "fix config.json or save the model again with transformers' save_pretrained")
+    if value <= 0:
+        raise ModelFileError(f"{where}: {key} must be > 0, got {value!r}; fix config.json or save the model "
+                             "again with transformers' save_pretrained")
+    return value
+
+
+def _hf_labels(config: dict, where: str) -> dict[int, str]:
+    """id2label as {output index: name}, checked to name every output 0..n-1 once ({} when absent)."""
+    raw = config.get("id2label") or {}
+    if not isinstance(raw, dict):
+        raise ModelFileError(f"{where}: id2label must be a JSON object {{\"0\": \"name\", ...}}, got a "
+                             f"{type(raw).__name__}")
+    try:
+        id2label = {int(k): str(v) for k, v in raw.items()}
+    except ValueError:
+        raise ModelFileError(f"{where}: id2label keys must be whole numbers (output indices), got "
+                             f"{sorted(raw)[:5]}") from None
+    keys = sorted(id2label)
+    if keys != list(range(len(keys))):
+        shown = ", ".join(map(str, keys[:10])) + (", ..." if len(keys) > 10 else "")
+        raise ModelFileError(f"{where}: id2label names outputs {shown}, but it must name every output from "
+                             f"0 to {len(keys) - 1} exactly once; fix config.json")
+    return id2label
+
+
 def _load_hf_dir(path: Path, name: str | None = None) -> LoadedModel:
+    where = f"{path}/config.json"
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ModelFileError(f"{path}/config.json is not readable JSON ({e})") from e
+        raise ModelFileError(f"{where} is not readable JSON ({e})") from e
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{where} must hold a JSON object, not a {type(config).__name__}; it is not a "
+                             "Hugging Face model config")
     model_type = config.get("model_type")
     if model_type != "audio-spectrogram-transformer":
         raise ModelFileError(f"{path} holds a Hugging Face '{model_type}' model, not an Audio Spectrogram "
                              "Transformer (model_type 'audio-spectrogram-transformer')")
     if config.get("hidden_act", "gelu") != "gelu":
         raise ModelFileError(f"{path}: hidden_act {config['hidden_act']!r} is not supported (only 'gelu')")
-    eps = float(config.get("layer_norm_eps", 1e-12))
-    id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
-    hidden = int(config.get("hidden_size", 768))
-    model_cfg = ModelConfig(
-        num_classes=len(id2label) if id2label else int(config.get("num_labels", 2)),
-        num_mel_bins=int(config.get("num_mel_bins", 128)),
-        num_frames=int(config.get("max_length", 1024)),
-        patch_size=int(config.get("patch_size", 16)),
-        frequency_stride=int(config.get("frequency_stride", 10)),
-        time_stride=int(config.get("time_stride", 10)),
-        embed_dim=hidden,
-        depth=int(config.get("num_hidden_layers", 12)),
-        num_heads=int(config.get("num_attention_heads", 12)),
-        mlp_ratio=int(config.get("intermediate_size", 4 * hidden)) / hidden,
-        qkv_bias=bool(config.get("qkv_bias", True)),
-        norm_eps=eps, head_norm_eps=eps,
-    )
+    eps = float(_hf_number(config, "layer_norm_eps", 1e-12, where, whole=False))
+    id2label = _hf_labels(config, where)
+    hidden = _hf_number(config, "hidden_size", 768, where)
+    try:
+        model_cfg = ModelConfig(
+            num_classes=len(id2label) if id2label else _hf_number(config, "num_labels", 2, where),
+            num_mel_bins=_hf_number(config, "num_mel_bins", 128, where),
+            num_frames=_hf_number(config, "max_length", 1024, where),
+            patch_size=_hf_number(config, "patch_size", 16, where),
+            frequency_stride=_hf_number(config, "frequency_stride", 10, where),
+            time_stride=_hf_number(config, "time_stride", 10, where),
+            embed_dim=hidden,
+            depth=_hf_number(config, "num_hidden_layers", 12, where),
+            num_heads=_hf_number(config, "num_attention_heads", 12, where),
+            mlp_ratio=_hf_number(config, "intermediate_size", 4 * hidden, where) / hidden,
+            qkv_bias=bool(config.get("qkv_bias", True)),
+            norm_eps=eps, head_norm_eps=eps,
+        )
+    except ConfigError as e:
+        raise ModelFileError(f"{where}: {e}; fix config.json") from e
     if (path / "model.safetensors").exists():
         weights = path / "model.safetensors"
         try:
@@ -209,8 +268,8 @@ def _load_hf_dir(path: Path, name: str | None = None) -> LoadedModel:
         try:
             pre_cfg = json.loads(pre.read_text(encoding="utf-8"))
             mean, std = float(pre_cfg.get("mean", mean)), float(pre_cfg.get("std", std))
-        except (OSError, ValueError) as e:
-            raise ModelFileError(f"{pre} is not readable JSON ({e})") from e
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            raise ModelFileError(f"{pre} is not readable JSON with numbers for mean and std ({e})") from e
     features = FeatureConfig(num_mel_bins=model_cfg.num_mel_bins, num_frames=model_cfg.num_frames,
                              mean=mean, std=std)
     model = _build(model_cfg, state, str(path))
@@ -257,9 +316,15 @@ def _load_pth(path: Path) -> LoadedModel:
     except KeyError as e:
         raise ModelFileError(f"{path} is not an AST checkpoint: it has no {e.args[0]} weight "
                              "(expected keys like module.v.cls_token, module.mlp_head.1.weight)") from None
-    depth = 1 + max(int(m[1]) for k in state if (m := re.match(r"blocks\.(\d+)\.", k)))
-    base = ModelConfig(num_classes=num_classes, embed_dim=D, depth=depth, num_heads=max(1, D // 64),
-                       patch_size=patch)
+    except IndexError:
+        raise ModelFileError(f"{path}: cls_token, mlp_head.1.weight, patch_embed.proj.weight or pos_embed has "
+                             "too few dimensions for an AST checkpoint") from None
+    depth = len(_block_indices(state))
+    try:
+        base = ModelConfig(num_classes=num_classes, embed_dim=D, depth=depth, num_heads=max(1, D // 64),
+                           patch_size=patch)
+    except ConfigError as e:
+        raise ModelFileError(f"{path}: its weights give no valid AST ({e})") from e
     f = base.grid[0]
     if num_tokens % f:
         raise ModelFileError(f"{path}: {num_tokens} patches do not form a {f}-row grid")
@@ -291,6 +356,30 @@ def _labels_for(num_classes: int, names: list[str] | None) -> LabelSet:
     if names is None:
         return LabelSet.generic(num_classes)
     return LabelSet.from_names(names)
+
+
+def _block_indices(names) -> set[int]:
+    """The N of every `blocks.N.` weight name."""
+    return {int(m[1]) for k in names if (m := re.match(r"blocks\.(\d+)\.", k))}
+
+
+def check_consistent(cfg: ModelConfig, features: FeatureConfig, labels: LabelSet, where: str,
+                     fix: str = REEXPORT) -> None:
+    """One label per output, listed in output order, and features of the shape the model reads;
+    fix: what the error tells the user to do."""
+    if len(labels) != cfg.num_classes:
+        raise ModelFileError(f"{where}: {len(labels)} labels for {cfg.num_classes} model outputs; every output "
+                             f"needs exactly one label; {fix}")
+    for position, label in enumerate(labels):
+        if label.index != position:
+            raise ModelFileError(
+                f"{where}: label {label.name!r} at position {position} has index {label.index}; labels must be "
+                f"listed in output order with index = position (0 to {cfg.num_classes - 1}), or scores, "
+                f"thresholds and exports would name the wrong output; {fix}")
+    if (features.num_frames, features.num_mel_bins) != (cfg.num_frames, cfg.num_mel_bins):
+        raise ModelFileError(f"{where}: features of {features.num_frames} frames x {features.num_mel_bins} mel "
+                             f"bins do not fit the model's input of {cfg.num_frames} frames x {cfg.num_mel_bins} "
+                             f"mel bins; {fix}")
 
 
 def _build(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -> AST:
