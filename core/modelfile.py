@@ -18,6 +18,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -29,6 +30,7 @@ from core.labels import ASSETS, LabelSet, audioset_labels
 from core.model import AST
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FORMAT = "ast-tagger"
 FORMAT_VERSION = "1"
@@ -124,6 +126,7 @@ def _load_ours(path: Path) -> LoadedModel:
     labels = _metadata(path, metadata, "labels", LabelSet.from_json)
     provenance = _metadata(path, {"provenance": "{}", **metadata}, "provenance", _provenance)
     check_consistent(model_cfg, features, labels, str(path))
+    check_declared_sizes(model_cfg, _header_shapes(path), str(path), REEXPORT)
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
@@ -158,10 +161,13 @@ _HF_QKV = re.compile(r"^(?:encoder\.layer|layers)\.(\d+)\.attention\.(?:attentio
 _QKV_PART = {"q_proj": "query", "k_proj": "key", "v_proj": "value"}
 
 
-def hf_to_ast_state(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename Hugging Face `ASTForAudioClassification` weights to ours; q, k, v are stacked into qkv."""
-    state: dict[str, torch.Tensor] = {}
-    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+def hf_to_ast_state(hf_state: dict[str, T], cat: Callable[[list[T]], T] = torch.cat) -> dict[str, T]:
+    """Rename Hugging Face `ASTForAudioClassification` weights to ours; q, k, v are stacked into qkv.
+
+    The values may be tensors, or shapes with cat=`_stacked_shape` (to check a file before loading it).
+    """
+    state: dict[str, T] = {}
+    qkv: dict[tuple[str, str], dict[str, T]] = {}
     for key, value in hf_state.items():
         key = key.removeprefix("audio_spectrogram_transformer.")
         if m := _HF_QKV.match(key):
@@ -177,8 +183,13 @@ def hf_to_ast_state(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     for (layer, kind), parts in qkv.items():
         if set(parts) != {"query", "key", "value"}:
             raise ModelFileError(f"layer {layer} lacks some of query/key/value {kind}")
-        state[f"blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
+        state[f"blocks.{layer}.attn.qkv.{kind}"] = cat([parts["query"], parts["key"], parts["value"]])
     return state
+
+
+def _stacked_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """The shape torch.cat(tensors of these shapes) would have."""
+    return (sum(shape[0] for shape in shapes), *shapes[0][1:])
 
 
 def _hf_number(config: dict, key: str, default, where: str, whole: bool = True):
@@ -248,18 +259,22 @@ def _load_hf_dir(path: Path, name: str | None = None) -> LoadedModel:
         )
     except ConfigError as e:
         raise ModelFileError(f"{where}: {e}; fix config.json") from e
+    fix = ("config.json's sizes (hidden_size, num_hidden_layers, num_labels or id2label, max_length, "
+           "intermediate_size) must describe the weights beside it; fix config.json or download the model again")
     if (path / "model.safetensors").exists():
         weights = path / "model.safetensors"
-        try:
+        try:  # the sizes config.json declares are checked against the file's header before any loading
+            check_declared_sizes(model_cfg, hf_to_ast_state(_header_shapes(weights), _stacked_shape), str(weights), fix)
             hf_state = load_file(str(weights))
         except (SafetensorError, OSError) as e:
             raise ModelFileError(f"{weights} is not a readable safetensors file ({e})") from e
     elif (path / "pytorch_model.bin").exists():
         weights = path / "pytorch_model.bin"
-        hf_state = _torch_load(weights)
+        hf_state = _torch_load(weights)  # no header to read first: the file's own size bounds this
     else:
         raise ModelFileError(f"{path} has config.json but neither model.safetensors nor pytorch_model.bin")
     state = hf_to_ast_state(hf_state)
+    check_declared_sizes(model_cfg, {k: tuple(v.shape) for k, v in state.items()}, str(weights), fix)
     names = [id2label[i] for i in range(model_cfg.num_classes)] if id2label else None
     labels = _labels_for(model_cfg.num_classes, names)
     mean, std = KNOWN_HEADS.get(model_cfg.num_classes, (None, AUDIOSET_STATS))[1]
@@ -363,6 +378,45 @@ def _block_indices(names) -> set[int]:
     return {int(m[1]) for k in names if (m := re.match(r"blocks\.(\d+)\.", k))}
 
 
+def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the tensors in a safetensors file, read from its header (nothing is loaded)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise ModelFileError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})") from e
+
+
+def check_declared_sizes(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]], where: str,
+                         fix: str = REEXPORT) -> None:
+    """Compare the sizes a config declares with the weights present, before anything is built.
+
+    A few bytes of JSON must not be able to ask for a million blocks or ten million outputs: every size
+    that scales what is built (depth, width, outputs, patch grid, MLP) must match a tensor in the file,
+    so building costs no more than the file holds.
+    """
+    blocks = _block_indices(shapes)
+    if len(blocks) != cfg.depth:
+        raise ModelFileError(f"{where}: the config declares depth {cfg.depth} but the file holds weights for "
+                             f"{len(blocks)} block{'s' * (len(blocks) != 1)}; {fix}")
+    D, (f, t) = cfg.embed_dim, cfg.grid
+    declared = [
+        ("cls_token", (1, 1, D), f"embed_dim {D}"),
+        ("mlp_head.1.weight", (cfg.num_classes, D), f"{cfg.num_classes} outputs"),
+        ("patch_embed.proj.weight", (D, 1, cfg.patch_size, cfg.patch_size), f"patch_size {cfg.patch_size}"),
+        ("pos_embed", (1, f * t + 2, D), f"a {f} x {t} patch grid ({cfg.num_frames} frames x "
+                                         f"{cfg.num_mel_bins} mel bins, strides {cfg.frequency_stride}, "
+                                         f"{cfg.time_stride})"),
+        ("blocks.0.mlp.fc1.weight", (int(D * cfg.mlp_ratio), D), f"an MLP of {int(D * cfg.mlp_ratio)} units"),
+    ]
+    for key, want, what in declared:
+        if key not in shapes:
+            raise ModelFileError(f"{where}: the file has no {key} weight, which an AST needs; {fix}")
+        if tuple(shapes[key]) != want:
+            raise ModelFileError(f"{where}: the config declares {what} but {key} has shape "
+                                 f"{tuple(shapes[key])}, not {want}; {fix}")
+
+
 def check_consistent(cfg: ModelConfig, features: FeatureConfig, labels: LabelSet, where: str,
                      fix: str = REEXPORT) -> None:
     """One label per output, listed in output order, and features of the shape the model reads;
@@ -384,6 +438,8 @@ def check_consistent(cfg: ModelConfig, features: FeatureConfig, labels: LabelSet
 
 def _build(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -> AST:
     """Build an AST and load every weight, checking that no key is missing or left over."""
+    check_declared_sizes(cfg, {k: tuple(v.shape) for k, v in state.items()}, where,  # bounds the build below
+                         "the weights and the sizes that come with them disagree; this file cannot be loaded")
     with torch.device("meta"):  # shapes only: every weight comes from `state`, so skip the random init
         model = AST(cfg)
     expected = model.state_dict()

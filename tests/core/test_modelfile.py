@@ -194,7 +194,7 @@ def test_broken_hugging_face_directories(tiny_hf_dir, tmp_path):
     config["hidden_size"] = 64  # weights no longer fit the config
     (broken / "config.json").write_text(json.dumps(config))
     (broken / "model.safetensors").write_bytes((tiny_hf_dir / "model.safetensors").read_bytes())
-    with pytest.raises(ModelFileError, match="do not fit"):
+    with pytest.raises(ModelFileError, match=r"declares embed_dim 64 but cls_token has shape \(1, 1, 128\)"):
         load_model(broken)
 
 
@@ -301,3 +301,44 @@ def without_labels(**changes):
 ])
 def test_malformed_hugging_face_config_is_refused_at_load(tiny_hf_dir, tmp_path, esc50_clip, capsys, edit, message):
     assert_refused_in_one_line(hf_dir_with(tiny_hf_dir, tmp_path, edit), esc50_clip, tmp_path, capsys, message)
+
+
+def refused_fast_and_small(model, message):
+    """Loading `model` is refused in < 2 s with a Python heap peak < 50 MB (the sizes a config declares are
+    checked against the tensors in the file before anything is built)."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ModelFileError, match=message):
+            load_model(model)
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 2.0 and peak < 50e6, (elapsed, peak)
+
+
+def test_declared_depth_far_beyond_the_weights_is_refused_before_building(tmp_path):
+    path = tiny_model_file(tmp_path, model_config={"depth": 1_000_000})
+    assert path.stat().st_size < 300_000
+    refused_fast_and_small(path, r"depth 1000000 .* weights for 1 block")
+
+
+def test_hugging_face_sizes_far_beyond_the_weights_are_refused_before_building(tiny_hf_dir, tmp_path):
+    refused_fast_and_small(hf_dir_with(tiny_hf_dir, tmp_path / "labels", without_labels(num_labels=10_000_000)),
+                           r"10000000 outputs but mlp_head.1.weight has shape \(4, 128\)")
+    refused_fast_and_small(hf_dir_with(tiny_hf_dir, tmp_path / "layers", with_keys(num_hidden_layers=10_000)),
+                           r"depth 10000 .* weights for 2 blocks")
+    refused_fast_and_small(hf_dir_with(tiny_hf_dir, tmp_path / "hidden", with_keys(hidden_size=10**12)),
+                           r"embed_dim 1000000000000 .* 128")
+
+
+def test_weight_of_another_shape_inside_a_block_is_refused(tmp_path):
+    path = tiny_model_file(tmp_path)
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(path))
+    tensors["blocks.0.attn.proj.weight"] = torch.zeros(32, 16)
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(ModelFileError, match=r"do not fit .*blocks.0.attn.proj.weight \(32, 16\) != \(32, 32\)"):
+        load_model(path)
