@@ -137,3 +137,17 @@ def test_random_placement_keeps_each_clip_contiguous(tmp_path, tiny_folders):
             assert start and (x[0][~valid[0]] == 0).all()   # a contiguous piece of the clip, zeros around it
             starts.add(int(valid[0].float().argmax()) if T > n else start[0])
         assert len(starts) > 1  # the position really is random
+
+
+def test_an_empty_class_folder_is_named_in_a_warning(tmp_path, tiny_folders, caplog):
+    root = tmp_path / "sounds"
+    shutil.copytree(tiny_folders, root)
+    (root / "cat").mkdir()                         # created, never filled
+    (root / "bird").mkdir()
+    (root / "bird" / "notes.txt").write_text("recordings to come")
+    with caplog.at_level("WARNING", logger="training.data"):
+        clips = load_clips((f"folders:{root}",))
+    assert {c.labels for c in clips} == {("dog",), ("hum",)}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(str(root / "cat") in w for w in warnings), warnings
+    assert any(str(root / "bird") in w for w in warnings), warnings
