@@ -140,6 +140,13 @@ def run_analyze(args: argparse.Namespace) -> int:
             tqdm.write(f"error: {path}: {e}", file=sys.stderr)
             if args.debug:
                 traceback.print_exc()
+        except Exception as e:  # noqa: BLE001 - a bug in one file's analysis must not stop the others
+            failures += 1
+            detail = " ".join(str(e).split())
+            tqdm.write(f"error: {path}: unexpected {type(e).__name__}: {detail} (a bug: rerun with --debug for "
+                       "the traceback and report it)", file=sys.stderr)
+            if args.debug:
+                traceback.print_exc()
         bar.update(durations[path] - counted)
     bar.close()
     if args.combined and results:

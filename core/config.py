@@ -18,6 +18,9 @@ T = TypeVar("T")
 def from_dict(cls: type[T], values: dict[str, Any]) -> T:
     """Build a config dataclass from a dict; unknown keys are an error that lists the valid ones."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if not isinstance(values, dict):
+        raise ConfigError(f"{cls.__name__} must be a JSON object of key: value, got a {type(values).__name__}; "
+                          f"valid keys: {sorted(names)}")
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} key(s) {unknown}; valid keys: {sorted(names)}")
@@ -32,6 +35,24 @@ def to_json(config: Any) -> str:
 LOG_EPS = math.log(2.0 ** -23)  # the fbank of digital silence: log of float32 eps, -15.94
 
 PADDINGS = {"zeros": 0.0, "silence": LOG_EPS}
+
+
+def require_whole(config: Any, names: tuple[str, ...], minimum: int = 1) -> None:
+    """Raise ConfigError unless every named field is an int (not a bool, not "3") >= minimum."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{type(config).__name__}.{name} must be a whole number, got {value!r}")
+        if value < minimum:
+            raise ConfigError(f"{type(config).__name__}.{name} must be >= {minimum}, got {value!r}")
+
+
+def require_positive(config: Any, names: tuple[str, ...]) -> None:
+    """Raise ConfigError unless every named field is a finite number > 0."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{type(config).__name__}.{name} must be a finite number > 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,8 @@ class FeatureConfig:
                                     # looks like quiet audio and no class can be told by it
 
     def __post_init__(self) -> None:
+        require_whole(self, ("sample_rate_hz", "num_mel_bins", "frame_length_samples", "frame_shift_samples",
+                             "num_frames"))
         if self.padding not in PADDINGS:
             raise ConfigError(f"feature padding must be one of {sorted(PADDINGS)}, got {self.padding!r}")
 
@@ -89,6 +112,21 @@ class ModelConfig:
     qkv_bias: bool = True
     norm_eps: float = 1e-6          # blocks and final norm (original); Hugging Face uses 1e-12
     head_norm_eps: float = 1e-5     # the head LayerNorm (original); Hugging Face uses 1e-12
+
+    def __post_init__(self) -> None:
+        require_whole(self, ("num_classes", "num_mel_bins", "num_frames", "patch_size", "frequency_stride",
+                             "time_stride", "embed_dim", "depth", "num_heads"))
+        require_positive(self, ("mlp_ratio", "norm_eps", "head_norm_eps"))
+        if not isinstance(self.qkv_bias, bool):
+            raise ConfigError(f"ModelConfig.qkv_bias must be true or false, got {self.qkv_bias!r}")
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}: each "
+                              "head takes embed_dim / num_heads channels; choose a num_heads that divides it")
+        if self.patch_size > min(self.num_mel_bins, self.num_frames):
+            raise ConfigError(f"patch_size {self.patch_size} is larger than the input ({self.num_mel_bins} mel "
+                              f"bins x {self.num_frames} frames); no patch fits")
+        if int(self.embed_dim * self.mlp_ratio) < 1:
+            raise ConfigError(f"mlp_ratio {self.mlp_ratio} gives an MLP of no units for embed_dim {self.embed_dim}")
 
     @property
     def grid(self) -> tuple[int, int]:

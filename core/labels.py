@@ -50,7 +50,17 @@ class LabelSet:
 
     @classmethod
     def from_json(cls, text: str) -> "LabelSet":
-        return cls(tuple(Label(int(i), str(mid), str(name)) for i, mid, name in json.loads(text)))
+        """Read `to_json`'s rows; anything else raises ValueError naming the first bad row."""
+        rows = json.loads(text)
+        if not isinstance(rows, list):
+            raise ValueError(f"labels must be a list of [index, id, name] rows, got a {type(rows).__name__}")
+        labels = []
+        for row in rows:
+            if not (isinstance(row, list) and len(row) == 3 and type(row[0]) is int
+                    and isinstance(row[1], str) and isinstance(row[2], str)):
+                raise ValueError(f"labels must be a list of [index, id, name] rows (int, text, text), got {row!r:.80}")
+            labels.append(Label(*row))
+        return cls(tuple(labels))
 
     @classmethod
     def from_names(cls, names: list[str], ids: list[str] | None = None) -> "LabelSet":

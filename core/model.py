@@ -76,9 +76,7 @@ class Block(nn.Module):
 class AST(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        if cfg.embed_dim % cfg.num_heads:
-            raise ValueError(f"embed_dim {cfg.embed_dim} is not divisible by num_heads {cfg.num_heads}")
-        self.config = cfg
+        self.config = cfg  # ModelConfig checked its sizes (types, ranges, embed_dim % num_heads)
         D = cfg.embed_dim
         self.patch_embed = PatchEmbed(cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))

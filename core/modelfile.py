@@ -18,17 +18,19 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from core.config import FeatureConfig, ModelConfig, from_dict, to_json
-from core.errors import ModelFileError
+from core.errors import ConfigError, ModelFileError
 from core.labels import ASSETS, LabelSet, audioset_labels
 from core.model import AST
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FORMAT = "ast-tagger"
 FORMAT_VERSION = "1"
@@ -62,10 +64,7 @@ def save_model_file(path: str | Path, model: AST, features: FeatureConfig, label
                     provenance: dict | None = None) -> Path:
     """Write one self-describing safetensors file atomically (temp file + rename)."""
     path = Path(path)
-    if len(labels) != model.config.num_classes:
-        raise ValueError(f"{len(labels)} labels for a model with {model.config.num_classes} outputs")
-    if features.num_frames != model.config.num_frames:
-        raise ValueError(f"feature window {features.num_frames} != model window {model.config.num_frames}")
+    check_consistent(model.config, features, labels, str(path), "pass the labels and features of this model")
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -91,22 +90,46 @@ def save_model_file(path: str | Path, model: AST, features: FeatureConfig, label
     return path
 
 
+REEXPORT = ("the file is damaged or was written by another tool; re-export it from its checkpoint "
+            "(python -m training export CKPT OUT.safetensors)")
+
+
+def _metadata(path: Path, metadata: dict[str, str], key: str, parse):
+    """parse(metadata[key]), with any failure said as which entry of which file is wrong."""
+    if key not in metadata:
+        raise ModelFileError(f"{path} lacks the '{key}' entry of an {FORMAT} model file; {REEXPORT}")
+    try:
+        return parse(metadata[key])
+    except (ValueError, TypeError) as e:  # JSONDecodeError and ConfigError are ValueErrors
+        raise ModelFileError(f"{path}: bad {key}: {e}; {REEXPORT}") from e
+
+
+def _provenance(text: str) -> dict:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got a {type(value).__name__}")
+    return value
+
+
 def _load_ours(path: Path) -> LoadedModel:
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-        if metadata.get("format") != FORMAT:
-            raise ModelFileError(f"{path} is a safetensors file but not an {FORMAT} model file "
-                                 f"(no '{FORMAT}' metadata); pass a model file made by `python -m training`, "
-                                 "a Hugging Face AST directory or an original AST .pth")
-        model_cfg = from_dict(ModelConfig, json.loads(metadata["model_config"]))
-        features = from_dict(FeatureConfig, json.loads(metadata["feature_config"]))
-        labels = LabelSet.from_json(metadata["labels"])
-        provenance = json.loads(metadata.get("provenance", "{}"))
+    except (SafetensorError, OSError) as e:
+        raise ModelFileError(f"{path} is not a readable model file ({type(e).__name__}: {e})") from e
+    if metadata.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is a safetensors file but not an {FORMAT} model file "
+                             f"(no '{FORMAT}' metadata); pass a model file made by `python -m training`, "
+                             "a Hugging Face AST directory or an original AST .pth")
+    model_cfg = _metadata(path, metadata, "model_config", lambda t: from_dict(ModelConfig, json.loads(t)))
+    features = _metadata(path, metadata, "feature_config", lambda t: from_dict(FeatureConfig, json.loads(t)))
+    labels = _metadata(path, metadata, "labels", LabelSet.from_json)
+    provenance = _metadata(path, {"provenance": "{}", **metadata}, "provenance", _provenance)
+    check_consistent(model_cfg, features, labels, str(path))
+    check_declared_sizes(model_cfg, _header_shapes(path), str(path), REEXPORT)
+    try:
         state = load_file(str(path))
-    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
-        if isinstance(e, ModelFileError):
-            raise
+    except (SafetensorError, OSError) as e:
         raise ModelFileError(f"{path} is not a readable model file ({type(e).__name__}: {e})") from e
     model = _build(model_cfg, state, str(path))
     return LoadedModel(model, features, labels, path.stem, FORMAT, provenance)
@@ -138,10 +161,13 @@ _HF_QKV = re.compile(r"^(?:encoder\.layer|layers)\.(\d+)\.attention\.(?:attentio
 _QKV_PART = {"q_proj": "query", "k_proj": "key", "v_proj": "value"}
 
 
-def hf_to_ast_state(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename Hugging Face `ASTForAudioClassification` weights to ours; q, k, v are stacked into qkv."""
-    state: dict[str, torch.Tensor] = {}
-    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+def hf_to_ast_state(hf_state: dict[str, T], cat: Callable[[list[T]], T] = torch.cat) -> dict[str, T]:
+    """Rename Hugging Face `ASTForAudioClassification` weights to ours; q, k, v are stacked into qkv.
+
+    The values may be tensors, or shapes with cat=`_stacked_shape` (to check a file before loading it).
+    """
+    state: dict[str, T] = {}
+    qkv: dict[tuple[str, str], dict[str, T]] = {}
     for key, value in hf_state.items():
         key = key.removeprefix("audio_spectrogram_transformer.")
         if m := _HF_QKV.match(key):
@@ -157,50 +183,98 @@ def hf_to_ast_state(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     for (layer, kind), parts in qkv.items():
         if set(parts) != {"query", "key", "value"}:
             raise ModelFileError(f"layer {layer} lacks some of query/key/value {kind}")
-        state[f"blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
+        state[f"blocks.{layer}.attn.qkv.{kind}"] = cat([parts["query"], parts["key"], parts["value"]])
     return state
 
 
+def _stacked_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """The shape torch.cat(tensors of these shapes) would have."""
+    return (sum(shape[0] for shape in shapes), *shapes[0][1:])
+
+
+def _hf_number(config: dict, key: str, default, where: str, whole: bool = True):
+    """config[key] (or default) when it is a JSON number (a whole one if `whole`); else a ModelFileError."""
+    value = config.get(key, default)
+    kinds = int if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ModelFileError(f"{where}: {key} must be a {'whole number' if whole else 'number'}, got {value!r}; "
+                             "fix config.json or save the model again with transformers' save_pretrained")
+    if value <= 0:
+        raise ModelFileError(f"{where}: {key} must be > 0, got {value!r}; fix config.json or save the model "
+                             "again with transformers' save_pretrained")
+    return value
+
+
+def _hf_labels(config: dict, where: str) -> dict[int, str]:
+    """id2label as {output index: name}, checked to name every output 0..n-1 once ({} when absent)."""
+    raw = config.get("id2label") or {}
+    if not isinstance(raw, dict):
+        raise ModelFileError(f"{where}: id2label must be a JSON object {{\"0\": \"name\", ...}}, got a "
+                             f"{type(raw).__name__}")
+    try:
+        id2label = {int(k): str(v) for k, v in raw.items()}
+    except ValueError:
+        raise ModelFileError(f"{where}: id2label keys must be whole numbers (output indices), got "
+                             f"{sorted(raw)[:5]}") from None
+    keys = sorted(id2label)
+    if keys != list(range(len(keys))):
+        shown = ", ".join(map(str, keys[:10])) + (", ..." if len(keys) > 10 else "")
+        raise ModelFileError(f"{where}: id2label names outputs {shown}, but it must name every output from "
+                             f"0 to {len(keys) - 1} exactly once; fix config.json")
+    return id2label
+
+
 def _load_hf_dir(path: Path, name: str | None = None) -> LoadedModel:
+    where = f"{path}/config.json"
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ModelFileError(f"{path}/config.json is not readable JSON ({e})") from e
+        raise ModelFileError(f"{where} is not readable JSON ({e})") from e
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{where} must hold a JSON object, not a {type(config).__name__}; it is not a "
+                             "Hugging Face model config")
     model_type = config.get("model_type")
     if model_type != "audio-spectrogram-transformer":
         raise ModelFileError(f"{path} holds a Hugging Face '{model_type}' model, not an Audio Spectrogram "
                              "Transformer (model_type 'audio-spectrogram-transformer')")
     if config.get("hidden_act", "gelu") != "gelu":
         raise ModelFileError(f"{path}: hidden_act {config['hidden_act']!r} is not supported (only 'gelu')")
-    eps = float(config.get("layer_norm_eps", 1e-12))
-    id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
-    hidden = int(config.get("hidden_size", 768))
-    model_cfg = ModelConfig(
-        num_classes=len(id2label) if id2label else int(config.get("num_labels", 2)),
-        num_mel_bins=int(config.get("num_mel_bins", 128)),
-        num_frames=int(config.get("max_length", 1024)),
-        patch_size=int(config.get("patch_size", 16)),
-        frequency_stride=int(config.get("frequency_stride", 10)),
-        time_stride=int(config.get("time_stride", 10)),
-        embed_dim=hidden,
-        depth=int(config.get("num_hidden_layers", 12)),
-        num_heads=int(config.get("num_attention_heads", 12)),
-        mlp_ratio=int(config.get("intermediate_size", 4 * hidden)) / hidden,
-        qkv_bias=bool(config.get("qkv_bias", True)),
-        norm_eps=eps, head_norm_eps=eps,
-    )
+    eps = float(_hf_number(config, "layer_norm_eps", 1e-12, where, whole=False))
+    id2label = _hf_labels(config, where)
+    hidden = _hf_number(config, "hidden_size", 768, where)
+    try:
+        model_cfg = ModelConfig(
+            num_classes=len(id2label) if id2label else _hf_number(config, "num_labels", 2, where),
+            num_mel_bins=_hf_number(config, "num_mel_bins", 128, where),
+            num_frames=_hf_number(config, "max_length", 1024, where),
+            patch_size=_hf_number(config, "patch_size", 16, where),
+            frequency_stride=_hf_number(config, "frequency_stride", 10, where),
+            time_stride=_hf_number(config, "time_stride", 10, where),
+            embed_dim=hidden,
+            depth=_hf_number(config, "num_hidden_layers", 12, where),
+            num_heads=_hf_number(config, "num_attention_heads", 12, where),
+            mlp_ratio=_hf_number(config, "intermediate_size", 4 * hidden, where) / hidden,
+            qkv_bias=bool(config.get("qkv_bias", True)),
+            norm_eps=eps, head_norm_eps=eps,
+        )
+    except ConfigError as e:
+        raise ModelFileError(f"{where}: {e}; fix config.json") from e
+    fix = ("config.json's sizes (hidden_size, num_hidden_layers, num_labels or id2label, max_length, "
+           "intermediate_size) must describe the weights beside it; fix config.json or download the model again")
     if (path / "model.safetensors").exists():
         weights = path / "model.safetensors"
-        try:
+        try:  # the sizes config.json declares are checked against the file's header before any loading
+            check_declared_sizes(model_cfg, hf_to_ast_state(_header_shapes(weights), _stacked_shape), str(weights), fix)
             hf_state = load_file(str(weights))
         except (SafetensorError, OSError) as e:
             raise ModelFileError(f"{weights} is not a readable safetensors file ({e})") from e
     elif (path / "pytorch_model.bin").exists():
         weights = path / "pytorch_model.bin"
-        hf_state = _torch_load(weights)
+        hf_state = _torch_load(weights)  # no header to read first: the file's own size bounds this
     else:
         raise ModelFileError(f"{path} has config.json but neither model.safetensors nor pytorch_model.bin")
     state = hf_to_ast_state(hf_state)
+    check_declared_sizes(model_cfg, {k: tuple(v.shape) for k, v in state.items()}, str(weights), fix)
     names = [id2label[i] for i in range(model_cfg.num_classes)] if id2label else None
     labels = _labels_for(model_cfg.num_classes, names)
     mean, std = KNOWN_HEADS.get(model_cfg.num_classes, (None, AUDIOSET_STATS))[1]
@@ -209,8 +283,8 @@ def _load_hf_dir(path: Path, name: str | None = None) -> LoadedModel:
         try:
             pre_cfg = json.loads(pre.read_text(encoding="utf-8"))
             mean, std = float(pre_cfg.get("mean", mean)), float(pre_cfg.get("std", std))
-        except (OSError, ValueError) as e:
-            raise ModelFileError(f"{pre} is not readable JSON ({e})") from e
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            raise ModelFileError(f"{pre} is not readable JSON with numbers for mean and std ({e})") from e
     features = FeatureConfig(num_mel_bins=model_cfg.num_mel_bins, num_frames=model_cfg.num_frames,
                              mean=mean, std=std)
     model = _build(model_cfg, state, str(path))
@@ -257,9 +331,15 @@ def _load_pth(path: Path) -> LoadedModel:
     except KeyError as e:
         raise ModelFileError(f"{path} is not an AST checkpoint: it has no {e.args[0]} weight "
                              "(expected keys like module.v.cls_token, module.mlp_head.1.weight)") from None
-    depth = 1 + max(int(m[1]) for k in state if (m := re.match(r"blocks\.(\d+)\.", k)))
-    base = ModelConfig(num_classes=num_classes, embed_dim=D, depth=depth, num_heads=max(1, D // 64),
-                       patch_size=patch)
+    except IndexError:
+        raise ModelFileError(f"{path}: cls_token, mlp_head.1.weight, patch_embed.proj.weight or pos_embed has "
+                             "too few dimensions for an AST checkpoint") from None
+    depth = len(_block_indices(state))
+    try:
+        base = ModelConfig(num_classes=num_classes, embed_dim=D, depth=depth, num_heads=max(1, D // 64),
+                           patch_size=patch)
+    except ConfigError as e:
+        raise ModelFileError(f"{path}: its weights give no valid AST ({e})") from e
     f = base.grid[0]
     if num_tokens % f:
         raise ModelFileError(f"{path}: {num_tokens} patches do not form a {f}-row grid")
@@ -293,8 +373,73 @@ def _labels_for(num_classes: int, names: list[str] | None) -> LabelSet:
     return LabelSet.from_names(names)
 
 
+def _block_indices(names) -> set[int]:
+    """The N of every `blocks.N.` weight name."""
+    return {int(m[1]) for k in names if (m := re.match(r"blocks\.(\d+)\.", k))}
+
+
+def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the tensors in a safetensors file, read from its header (nothing is loaded)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise ModelFileError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})") from e
+
+
+def check_declared_sizes(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]], where: str,
+                         fix: str = REEXPORT) -> None:
+    """Compare the sizes a config declares with the weights present, before anything is built.
+
+    A few bytes of JSON must not be able to ask for a million blocks or ten million outputs: every size
+    that scales what is built (depth, width, outputs, patch grid, MLP) must match a tensor in the file,
+    so building costs no more than the file holds.
+    """
+    blocks = _block_indices(shapes)
+    if len(blocks) != cfg.depth:
+        raise ModelFileError(f"{where}: the config declares depth {cfg.depth} but the file holds weights for "
+                             f"{len(blocks)} block{'s' * (len(blocks) != 1)}; {fix}")
+    D, (f, t) = cfg.embed_dim, cfg.grid
+    declared = [
+        ("cls_token", (1, 1, D), f"embed_dim {D}"),
+        ("mlp_head.1.weight", (cfg.num_classes, D), f"{cfg.num_classes} outputs"),
+        ("patch_embed.proj.weight", (D, 1, cfg.patch_size, cfg.patch_size), f"patch_size {cfg.patch_size}"),
+        ("pos_embed", (1, f * t + 2, D), f"a {f} x {t} patch grid ({cfg.num_frames} frames x "
+                                         f"{cfg.num_mel_bins} mel bins, strides {cfg.frequency_stride}, "
+                                         f"{cfg.time_stride})"),
+        ("blocks.0.mlp.fc1.weight", (int(D * cfg.mlp_ratio), D), f"an MLP of {int(D * cfg.mlp_ratio)} units"),
+    ]
+    for key, want, what in declared:
+        if key not in shapes:
+            raise ModelFileError(f"{where}: the file has no {key} weight, which an AST needs; {fix}")
+        if tuple(shapes[key]) != want:
+            raise ModelFileError(f"{where}: the config declares {what} but {key} has shape "
+                                 f"{tuple(shapes[key])}, not {want}; {fix}")
+
+
+def check_consistent(cfg: ModelConfig, features: FeatureConfig, labels: LabelSet, where: str,
+                     fix: str = REEXPORT) -> None:
+    """One label per output, listed in output order, and features of the shape the model reads;
+    fix: what the error tells the user to do."""
+    if len(labels) != cfg.num_classes:
+        raise ModelFileError(f"{where}: {len(labels)} labels for {cfg.num_classes} model outputs; every output "
+                             f"needs exactly one label; {fix}")
+    for position, label in enumerate(labels):
+        if label.index != position:
+            raise ModelFileError(
+                f"{where}: label {label.name!r} at position {position} has index {label.index}; labels must be "
+                f"listed in output order with index = position (0 to {cfg.num_classes - 1}), or scores, "
+                f"thresholds and exports would name the wrong output; {fix}")
+    if (features.num_frames, features.num_mel_bins) != (cfg.num_frames, cfg.num_mel_bins):
+        raise ModelFileError(f"{where}: features of {features.num_frames} frames x {features.num_mel_bins} mel "
+                             f"bins do not fit the model's input of {cfg.num_frames} frames x {cfg.num_mel_bins} "
+                             f"mel bins; {fix}")
+
+
 def _build(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -> AST:
     """Build an AST and load every weight, checking that no key is missing or left over."""
+    check_declared_sizes(cfg, {k: tuple(v.shape) for k, v in state.items()}, where,  # bounds the build below
+                         "the weights and the sizes that come with them disagree; this file cannot be loaded")
     with torch.device("meta"):  # shapes only: every weight comes from `state`, so skip the random init
         model = AST(cfg)
     expected = model.state_dict()

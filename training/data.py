@@ -128,10 +128,13 @@ def _stable_fold(group: str, num_folds: int) -> int:
 def _folders(root: Path, opts: dict[str, str], num_folds: int = 5) -> list[Clip]:
     clips = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for f in sorted(folder.rglob("*")):
-            if f.suffix.lower() in AUDIO_EXTENSIONS:
-                group = f"{folder.name}/{f.stem}"
-                clips.append(Clip(str(f), (folder.name,), root.name, group, _stable_fold(group, num_folds)))
+        files = [f for f in sorted(folder.rglob("*")) if f.suffix.lower() in AUDIO_EXTENSIONS]
+        if not files:
+            log.warning("class folder %s has no audio files (%s); its label '%s' is left out of training",
+                        folder, ", ".join(AUDIO_EXTENSIONS), folder.name)
+        for f in files:
+            group = f"{folder.name}/{f.stem}"
+            clips.append(Clip(str(f), (folder.name,), root.name, group, _stable_fold(group, num_folds)))
     if not clips:
         raise ValueError(f"{root} has no class folders with audio files ({', '.join(AUDIO_EXTENSIONS)})")
     return clips

@@ -12,6 +12,7 @@ import logging
 import math
 import multiprocessing
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.config import FeatureConfig, ModelConfig, from_dict
+from core.errors import ModelFileError
 from core.features import normalize
 from core.model import AST
 from core.modelfile import load_model
@@ -128,7 +130,7 @@ def train(cfg: TrainConfig) -> dict:
 
     ckpt_path = out / "ckpt.pt"
     if cfg.resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        ckpt = load_checkpoint_dict(ckpt_path, device)
         if ckpt["labels"] != labels:
             raise ValueError(f"{ckpt_path} was trained on other labels; use another out_dir or resume=false")
         model.load_state_dict(ckpt["model"])
@@ -302,9 +304,32 @@ def cross_validate(cfg: TrainConfig, folds: list[int], jobs: int = 1) -> list[di
     return rows + [mean, std]
 
 
+def load_checkpoint_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """The checkpoint at `path` as save_checkpoint wrote it: tensors, numbers and JSON text only.
+
+    Anything else pickled inside (objects of some class) is refused, never unpickled: unpickling can run
+    any code. The error says how to get a checkpoint this version can read.
+    """
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelFileError(
+            f"{path} holds pickled Python objects besides tensors, numbers and text; they are refused for safety "
+            "(loading them could run any code). Re-create the checkpoint with this version: run "
+            "`python -m training train` again into a new out_dir (or with resume=false), which saves only "
+            "weights, numbers and JSON") from None
+    if not isinstance(ckpt, dict) or not {"model", "model_config", "feature_config", "labels", "config",
+                                          "history"} <= set(ckpt):
+        found = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ModelFileError(f"{path} is not a checkpoint of `python -m training train` (expected a dict with "
+                             f"model, model_config, feature_config, labels, config, history; found {found}); "
+                             "pass the ckpt.pt of a training run's out_dir")
+    return ckpt
+
+
 def load_checkpoint(path: str | Path) -> tuple[AST, FeatureConfig, list[str], TrainConfig, dict]:
     """Model, features, labels, config and the last metrics of a checkpoint (for export)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint_dict(path)
     model = AST(from_dict(ModelConfig, json.loads(ckpt["model_config"])))
     model.load_state_dict(ckpt["model"])
     features = from_dict(FeatureConfig, json.loads(ckpt["feature_config"]))

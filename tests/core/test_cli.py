@@ -87,6 +87,45 @@ def test_folder_with_bad_files_analyses_the_rest(tiny_hf_dir, esc50_clip, tmp_pa
     assert not list((tmp_path / "out").rglob("*.tmp"))
 
 
+def test_an_unexpected_error_in_one_file_does_not_stop_the_others(tiny_hf_dir, esc50_clip, tmp_path, capsys,
+                                                                   monkeypatch):
+    """A bug that raises something other than TaggerError / OSError for one file: that file fails with
+    one line, the files before and after it are still analysed and exported, exit code 1."""
+    from core.analyze import Analyzer
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.flac", "b.flac", "c.flac"):
+        (folder / name).write_bytes(esc50_clip.read_bytes())
+    analyze = Analyzer.analyze
+
+    def failing_on_b(self, path, *args, **kwargs):
+        if path.endswith("b.flac"):
+            raise RuntimeError("an internal error\nthat spans lines")
+        return analyze(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Analyzer, "analyze", failing_on_b)
+    code = main(["analyze", str(folder), "--model", str(tiny_hf_dir), "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(folder / "b.flac") in errors[0] and "RuntimeError" in errors[0], err
+    assert "that spans lines" in errors[0] and "Traceback" not in err
+    assert (tmp_path / "out" / "a.tags.csv").exists() and (tmp_path / "out" / "c.tags.csv").exists()
+    assert not list((tmp_path / "out").glob("b.*"))
+
+
+def test_keyboard_interrupt_still_stops_the_batch(tiny_hf_dir, esc50_clip, tmp_path, capsys, monkeypatch):
+    from core.analyze import Analyzer
+
+    def interrupted(self, path, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Analyzer, "analyze", interrupted)
+    code = main(["analyze", str(esc50_clip), str(esc50_clip), "--model", str(tiny_hf_dir),
+                 "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 130 and "interrupted" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--formats", "tags,xls"], "unknown format"),
     (["--hop", "0.123"], "hop must be"),

@@ -2,11 +2,15 @@
 Hugging Face's logits; everything that is not a model is refused with a clear error."""
 import json
 import pickle
+import time
+import tracemalloc
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from core.cli import main as cli_main
 from core.config import FeatureConfig, ModelConfig
 from core.errors import ModelFileError
 from core.labels import LabelSet, audioset_labels
@@ -190,7 +194,7 @@ def test_broken_hugging_face_directories(tiny_hf_dir, tmp_path):
     config["hidden_size"] = 64  # weights no longer fit the config
     (broken / "config.json").write_text(json.dumps(config))
     (broken / "model.safetensors").write_bytes((tiny_hf_dir / "model.safetensors").read_bytes())
-    with pytest.raises(ModelFileError, match="do not fit"):
+    with pytest.raises(ModelFileError, match=r"declares embed_dim 64 but cls_token has shape \(1, 1, 128\)"):
         load_model(broken)
 
 
@@ -201,3 +205,140 @@ def test_unknown_spec_and_offline_hub_id(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     with pytest.raises(ModelFileError, match="MIT/ast-finetuned-audioset-10-10-0.4593.*--model"):
         load_model("MIT/ast-finetuned-audioset-10-10-0.4593")
+
+
+# ----------------------------------------------------------------------------- malformed files (issue 10, 6 and 7)
+
+def tiny_model_file(tmp_path, name="tiny.safetensors", model_config=None, feature_config=None, labels=None):
+    """A valid 3-label model file (32 x 1, 64 frames), then its metadata edited as a careless or hostile
+    tool would: model_config / feature_config entries replaced, labels replaced by the given rows."""
+    cfg = ModelConfig(num_classes=3, num_frames=64, embed_dim=32, depth=1, num_heads=2)
+    path = save_model_file(tmp_path / name, AST(cfg), FeatureConfig(num_frames=64),
+                           LabelSet.from_names(["a", "b", "c"]), {"data": "unit test"})
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(path))
+    for key, changes in (("model_config", model_config), ("feature_config", feature_config)):
+        metadata[key] = json.dumps({**json.loads(metadata[key]), **(changes or {})})
+    if labels is not None:
+        metadata["labels"] = json.dumps(labels)
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def assert_refused_in_one_line(model, clip, tmp_path, capsys, message):
+    """load_model raises a ModelFileError that matches `message`; `main.py analyze --model` exits 2 with
+    one line and no traceback."""
+    with pytest.raises(ModelFileError, match=message):
+        load_model(model)
+    code = cli_main(["analyze", str(clip), "--model", str(model), "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+ABC = [[0, "a", "a"], [1, "b", "b"], [2, "c", "c"]]
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(labels=ABC[:2]), r"2 labels for 3 model outputs"),
+    (dict(labels=[ABC[1], ABC[0], ABC[2]]), r"label 'b' at position 0 has index 1"),
+    (dict(labels=[ABC[0], ABC[1], [7, "c", "c"]]), r"label 'c' at position 2 has index 7"),
+    (dict(labels={"a": 0}), r"labels must be a list of \[index, id, name\]"),
+    (dict(model_config={"num_heads": 0}), r"num_heads must be .*, got 0"),
+    (dict(model_config={"num_heads": "3"}), r"num_heads must be a whole number, got '3'"),
+    (dict(model_config={"num_heads": 3}), r"embed_dim 32 is not divisible by num_heads 3"),
+    (dict(model_config={"time_stride": 0}), r"time_stride must be .*, got 0"),
+    (dict(model_config={"patch_size": 200}), r"patch_size 200 is larger than"),
+    (dict(model_config={"norm_eps": -1.0}), r"norm_eps must be"),
+    (dict(feature_config={"sample_rate_hz": 0}), r"sample_rate_hz must be .*, got 0"),
+    (dict(feature_config={"frame_shift_samples": 0}), r"frame_shift_samples must be .*, got 0"),
+    (dict(feature_config={"frame_length_samples": 1.5}), r"frame_length_samples must be a whole number"),
+    (dict(feature_config={"num_frames": 32}), r"features of 32 frames x 128 mel bins.*model.*64 frames x 128"),
+    (dict(feature_config={"num_mel_bins": 64}), r"features of 64 frames x 64 mel bins|64 frames x 64 mel"),
+])
+def test_malformed_model_file_is_refused_at_load(tmp_path, esc50_clip, capsys, changes, message):
+    path = tiny_model_file(tmp_path, **changes)
+    assert_refused_in_one_line(path, esc50_clip, tmp_path, capsys, message)
+
+
+def test_model_config_that_is_not_an_object_is_refused(tmp_path, esc50_clip, capsys):
+    path = tiny_model_file(tmp_path)
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    metadata["model_config"] = "[1, 2]"
+    save_file(load_file(str(path)), str(path), metadata=metadata)
+    assert_refused_in_one_line(path, esc50_clip, tmp_path, capsys, r"ModelConfig must be a JSON object")
+
+
+def hf_dir_with(tiny_hf_dir, tmp_path, edit):
+    """A copy of the tiny Hugging Face directory whose config.json is edit(config)."""
+    out = tmp_path / "hf-edited"
+    out.mkdir(parents=True)
+    (out / "model.safetensors").write_bytes((tiny_hf_dir / "model.safetensors").read_bytes())
+    config = json.loads((tiny_hf_dir / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps(edit(config)))
+    return out
+
+
+def with_keys(**changes):
+    return lambda config: {**config, **changes}
+
+
+def without_labels(**changes):
+    return lambda config: {**{k: v for k, v in config.items() if k not in ("id2label", "label2id")}, **changes}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (with_keys(num_attention_heads=0), r"num_attention_heads.*0"),
+    (with_keys(hidden_size="abc"), r"hidden_size must be a whole number, got 'abc'"),
+    (with_keys(layer_norm_eps="small"), r"layer_norm_eps must be a number, got 'small'"),
+    (with_keys(id2label={"0": "Speech", "1": "Dog", "3": "Music"}), r"id2label.*0, 1, 3.*0 to 2"),
+    (with_keys(id2label={"zero": "Speech"}), r"id2label keys must be whole numbers"),
+    (with_keys(id2label=["Speech", "Dog"]), r"id2label must be a JSON object"),
+    (lambda config: [config], r"config.json must hold a JSON object, not a list"),
+])
+def test_malformed_hugging_face_config_is_refused_at_load(tiny_hf_dir, tmp_path, esc50_clip, capsys, edit, message):
+    assert_refused_in_one_line(hf_dir_with(tiny_hf_dir, tmp_path, edit), esc50_clip, tmp_path, capsys, message)
+
+
+def refused_fast_and_small(model, message):
+    """Loading `model` is refused in < 2 s with a Python heap peak < 50 MB (the sizes a config declares are
+    checked against the tensors in the file before anything is built)."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ModelFileError, match=message):
+            load_model(model)
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 2.0 and peak < 50e6, (elapsed, peak)
+
+
+def test_declared_depth_far_beyond_the_weights_is_refused_before_building(tmp_path):
+    path = tiny_model_file(tmp_path, model_config={"depth": 1_000_000})
+    assert path.stat().st_size < 300_000
+    refused_fast_and_small(path, r"depth 1000000 .* weights for 1 block")
+
+
+def test_hugging_face_sizes_far_beyond_the_weights_are_refused_before_building(tiny_hf_dir, tmp_path):
+    refused_fast_and_small(hf_dir_with(tiny_hf_dir, tmp_path / "labels", without_labels(num_labels=10_000_000)),
+                           r"10000000 outputs but mlp_head.1.weight has shape \(4, 128\)")
+    refused_fast_and_small(hf_dir_with(tiny_hf_dir, tmp_path / "layers", with_keys(num_hidden_layers=10_000)),
+                           r"depth 10000 .* weights for 2 blocks")
+    refused_fast_and_small(hf_dir_with(tiny_hf_dir, tmp_path / "hidden", with_keys(hidden_size=10**12)),
+                           r"embed_dim 1000000000000 .* 128")
+
+
+def test_weight_of_another_shape_inside_a_block_is_refused(tmp_path):
+    path = tiny_model_file(tmp_path)
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(path))
+    tensors["blocks.0.attn.proj.weight"] = torch.zeros(32, 16)
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(ModelFileError, match=r"do not fit .*blocks.0.attn.proj.weight \(32, 16\) != \(32, 32\)"):
+        load_model(path)

@@ -162,3 +162,17 @@ def test_speech_commands_public_layout(tmp_path, esc50_clip):
     data = ClipSet.build(clips, ["speech"], FeatureCache(tmp_path / "cache", FeatureConfig()))
     assert int(data.lengths[-1]) == 1 + (5 * 16000 - 400) // 160          # a segment, not the whole file
     assert load_clips((f"speechcommands:{root}",))[0].labels == ("no",)    # default label: the word
+
+
+def test_an_empty_class_folder_is_named_in_a_warning(tmp_path, tiny_folders, caplog):
+    root = tmp_path / "sounds"
+    shutil.copytree(tiny_folders, root)
+    (root / "cat").mkdir()                         # created, never filled
+    (root / "bird").mkdir()
+    (root / "bird" / "notes.txt").write_text("recordings to come")
+    with caplog.at_level("WARNING", logger="training.data"):
+        clips = load_clips((f"folders:{root}",))
+    assert {c.labels for c in clips} == {("dog",), ("hum",)}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(str(root / "cat") in w for w in warnings), warnings
+    assert any(str(root / "bird") in w for w in warnings), warnings

@@ -150,3 +150,36 @@ def test_metrics_file_gathers_cv_report_and_provenance(tiny_cfg, tmp_path):
     assert m["sha256"] and m["labels"] == 2 and m["architecture"]["embed_dim"] == 32
     assert m["fsdd_test_speech_detection"] == report["fsdd_test_speech_detection"]
     assert m["trained_on"]["eval_fold"] == 1 and m["notes"] == {"why": "a test"}
+
+
+def pickled_checkpoint(path: Path) -> Path:
+    """A checkpoint as an older or foreign script might write it: a config object pickled beside the weights."""
+    from training.config import TrainConfig
+    torch.save({"model": {"cls_token": torch.zeros(1, 1, 4)}, "config": TrainConfig()}, path)
+    return path
+
+
+def test_export_of_a_pickled_checkpoint_is_refused_in_one_line(tmp_path, capsys):
+    from training.__main__ import main
+    ckpt = pickled_checkpoint(tmp_path / "ckpt.pt")
+    assert main(["export", str(ckpt), str(tmp_path / "model.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert "pickled" in err and "refused" in err and "python -m training train" in err
+    assert "weights_only" not in err and "Traceback" not in err
+    assert not (tmp_path / "model.safetensors").exists()
+    for i, foreign in enumerate(({"weights": torch.zeros(2)}, torch.zeros(2))):  # plain tensors, not ours
+        torch.save(foreign, tmp_path / f"foreign{i}.pt")
+        assert main(["export", str(tmp_path / f"foreign{i}.pt"), str(tmp_path / "model.safetensors")]) == 2
+        err = capsys.readouterr().err
+        assert "not a checkpoint of `python -m training train`" in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_from_a_pickled_checkpoint_is_refused_with_the_way_out(tiny_cfg, tmp_path):
+    from core.errors import TaggerError
+    cfg = tiny_cfg(max_steps=1, out_dir=str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    pickled_checkpoint(tmp_path / "run" / "ckpt.pt")
+    with pytest.raises(TaggerError, match="pickled.*refused.*resume=false") as refused:
+        train(cfg)
+    assert "weights_only" not in str(refused.value)
