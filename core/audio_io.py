@@ -97,27 +97,45 @@ def probe(path: str | os.PathLike) -> AudioInfo:
                      format=fmt, subtype=subtype)
 
 
-def _sinc_resample_kernel(orig: int, new: int, lowpass_filter_width: int = 6,
-                          rolloff: float = 0.99) -> tuple[np.ndarray, int]:
+_LOWPASS_WIDTH, _ROLLOFF = 6, 0.99   # torchaudio's defaults (sinc_interp_hann)
+# Largest polyphase table (output phases x taps, float32) built for a rate pair: 4 MB. Every common rate
+# fits (11025 Hz, the largest, needs 640 x 455); above it, e.g. 44101 Hz (16000 x 44135 = 2.8 GB), the
+# same kernel is evaluated per output sample, so memory never depends on the rates' common factors.
+_MAX_TABLE_ENTRIES = 1 << 20
+_DIRECT_CHUNK_ENTRIES = 1 << 18     # (outputs x taps) evaluated at once on the per-sample path
+
+
+def _kernel_width(orig: int, new: int) -> tuple[float, int]:
+    """(cutoff in reduced-rate units, kernel half-width in input samples), as torchaudio computes them."""
+    base_freq = min(orig, new) * _ROLLOFF
+    return base_freq, math.ceil(_LOWPASS_WIDTH * orig / base_freq)
+
+
+def _windowed_sinc(t: np.ndarray, base_freq: float, orig: int) -> np.ndarray:
+    """torchaudio's Hann-windowed sinc at `t` (input time minus output time, scaled by the cutoff), float32."""
+    f32 = np.float32
+    np.clip(t, -_LOWPASS_WIDTH, _LOWPASS_WIDTH, out=t)
+    window = np.cos(t * f32(math.pi) / f32(_LOWPASS_WIDTH) / f32(2)) ** 2
+    t *= f32(math.pi)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kernels = np.where(t == 0, f32(1.0), np.sin(t) / t).astype(f32)
+    kernels *= window * f32(base_freq / orig)
+    return kernels
+
+
+def _sinc_resample_kernel(orig: int, new: int) -> tuple[np.ndarray, int]:
     """Hann-windowed sinc kernels `(new, 2 * width + orig)` float32 for gcd-reduced rates.
 
     The same float32 operations, in the same order, as torchaudio's `_get_sinc_resample_kernel`
     (resampling_method='sinc_interp_hann'), so the output matches `torchaudio.functional.resample`.
     Row j holds the weights of output phase j over padded input positions [b * orig, b * orig + K).
     """
-    base_freq = min(orig, new) * rolloff
-    width = math.ceil(lowpass_filter_width * orig / base_freq)
+    base_freq, width = _kernel_width(orig, new)
     f32 = np.float32
     idx = np.arange(-width, width + orig, dtype=f32)[None, :] / f32(orig)         # (1, K)
     t = np.arange(0, -new, -1, dtype=f32)[:, None] / f32(new) + idx                # (new, K)
     t *= f32(base_freq)
-    np.clip(t, -lowpass_filter_width, lowpass_filter_width, out=t)
-    window = np.cos(t * f32(math.pi) / f32(lowpass_filter_width) / f32(2)) ** 2
-    t *= f32(math.pi)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        kernels = np.where(t == 0, f32(1.0), np.sin(t) / t).astype(f32)
-    kernels *= window * f32(base_freq / orig)
-    return kernels, width
+    return _windowed_sinc(t, base_freq, orig), width
 
 
 class StreamingResampler:
@@ -127,8 +145,14 @@ class StreamingResampler:
     at the end of the stream. For any chunking the concatenated output has the length
     ceil(new * N / orig) (gcd-reduced rates, exact integer arithmetic) and matches torchaudio's default
     resampler (lowpass_filter_width=6, rolloff=0.99, sinc_interp_hann) to float32 rounding.
-    Memory is bounded: fewer than 2 * width + orig input samples are kept between calls.
     orig_hz == new_hz passes samples through unchanged.
+
+    Two ways to apply the same kernel: for rates whose reduced factors are small (every common rate) a
+    polyphase table of new x (2 * width + orig) weights, built once; for odd rates (16001, 44101 Hz:
+    a table of gigabytes) the weights of each output sample are evaluated from their exact position
+    (integer arithmetic, no approximation of the ratio, no drift). Memory is bounded either way: the
+    table is at most _MAX_TABLE_ENTRIES, and fewer than 2 * width + orig + 1 input samples are kept
+    between calls.
     """
 
     def __init__(self, orig_hz: int, new_hz: int) -> None:
@@ -137,9 +161,13 @@ class StreamingResampler:
         gcd = math.gcd(self.orig_hz, self.new_hz)
         self._orig, self._new = self.orig_hz // gcd, self.new_hz // gcd
         self._identity = self.orig_hz == self.new_hz
+        self._base_freq, self._width = _kernel_width(self._orig, self._new)
+        self._direct = self._new * (2 * self._width + self._orig) > _MAX_TABLE_ENTRIES
         if self._identity:
-            self._kernel_t = np.zeros((0, 0), dtype=np.float32)
             self._width = 0
+            self._kernel_t = np.zeros((0, 0), dtype=np.float32)
+        elif self._direct:
+            self._kernel_t = np.zeros((2 * self._width + 1, 0), dtype=np.float32)  # K taps, no table
         else:
             kernel, self._width = _sinc_resample_kernel(self._orig, self._new)   # (new, K)
             self._kernel_t = np.ascontiguousarray(kernel.T)                         # (K, new)
@@ -149,13 +177,14 @@ class StreamingResampler:
         """Start a new stream (forget the history, as if just constructed)."""
         # Padded input from position next_block * orig on; torchaudio pads `width` zeros on the left.
         self._buffer = np.zeros(self._width, dtype=np.float32)
+        self._buffer_start = -self._width   # input index of _buffer[0] (per-sample path)
         self._num_in = 0
         self._num_out = 0
         self._flushed = False
 
     @property
     def buffered_samples(self) -> int:
-        """Input samples held back for the kernel between calls (always < 2 * width + orig)."""
+        """Input samples held back for the kernel between calls (always < 2 * width + orig + 1)."""
         return len(self._buffer)
 
     def process(self, x: np.ndarray) -> np.ndarray:
@@ -171,7 +200,7 @@ class StreamingResampler:
             return x.copy()
         if len(x):
             self._buffer = np.concatenate([self._buffer, x])
-        return self._complete_blocks()
+        return self._direct_outputs(None) if self._direct else self._complete_blocks()
 
     def flush(self) -> np.ndarray:
         """End of stream: return the remaining output samples (M,) float32."""
@@ -180,10 +209,13 @@ class StreamingResampler:
         self._flushed = True
         if self._identity:
             return np.zeros(0, dtype=np.float32)
+        target_len = -(-self._new * self._num_in // self._orig)
+        if self._direct:
+            self._buffer = np.concatenate([self._buffer, np.zeros(self._width + 1, dtype=np.float32)])
+            return self._direct_outputs(target_len)
         # torchaudio pads width + orig zeros on the right.
         self._buffer = np.concatenate([self._buffer, np.zeros(self._width + self._orig, dtype=np.float32)])
         out = self._complete_blocks()
-        target_len = -(-self._new * self._num_in // self._orig)
         keep = target_len - (self._num_out - len(out))
         assert 0 <= keep <= len(out), (keep, len(out))
         self._num_out = target_len
@@ -215,6 +247,38 @@ class StreamingResampler:
         self._buffer = self._buffer[num_blocks * orig:].copy()
         self._num_out += out.size
         return out.reshape(-1)                                                      # (B * new,)
+
+    def _direct_outputs(self, target_len: int | None) -> np.ndarray:
+        """Per-sample path: outputs m from num_out on whose taps are all buffered (up to target_len at flush).
+
+        Output m sits at input position m * orig / new; its taps are the inputs n in [c - width, c + width],
+        c = floor(m * orig / new) (torchaudio's other taps fall outside the window, where it is zero), with
+        weight kernel((n * new - m * orig) / (orig * new) * base_freq): the exact offset in integers, then
+        the same float32 window and sinc as the table.
+        """
+        orig, new, width = self._orig, self._new, self._width
+        end_in = self._buffer_start + len(self._buffer)           # input index after the last buffered one
+        if target_len is None:   # last m with c(m) + width < end_in, i.e. m * orig < (end_in - width) * new
+            stop = max(self._num_out, -(-(end_in - width) * new // orig))
+        else:
+            stop = target_len
+        taps = np.arange(-width, width + 1, dtype=np.int64)                       # (K,)
+        chunk = max(1, _DIRECT_CHUNK_ENTRIES // len(taps))
+        scale = self._base_freq / (orig * new)
+        pieces = []
+        for first in range(self._num_out, stop, chunk):
+            m = np.arange(first, min(first + chunk, stop), dtype=np.int64)           # (M,)
+            n = (m * orig // new)[:, None] + taps                                     # (M, K) input indices
+            t = ((n * new - m[:, None] * orig) * scale).astype(np.float32)            # (M, K)
+            weights = _windowed_sinc(t, self._base_freq, orig)
+            samples = self._buffer[n - self._buffer_start]                            # (M, K)
+            pieces.append(np.einsum("mk,mk->m", samples, weights))
+        out = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+        self._num_out = stop
+        keep_from = stop * orig // new - width                   # first input the next output needs
+        drop = min(max(0, keep_from - self._buffer_start), len(self._buffer))
+        self._buffer, self._buffer_start = self._buffer[drop:].copy(), self._buffer_start + drop
+        return out.astype(np.float32, copy=False)
 
 
 def _open_at(path: str, frame: int, reason: BaseException | None = None) -> sf.SoundFile:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -267,3 +269,79 @@ def test_compressed_formats_decode_to_the_same_sound(tmp_path, fmt: str, subtype
     lag = lag if lag < 2000 else lag - 4000
     a, b = (decoded[lag:n], wave[:n - lag]) if lag >= 0 else (decoded[:n + lag], wave[-lag:n])
     assert np.corrcoef(a, b)[0, 1] > 0.95
+
+
+# --- odd sample rates: bounded memory, exact timing (issue 10, defect 4) ---------------------------
+
+ODD_RATE_MEMORY = """
+import resource, sys, tracemalloc
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))   # a runaway kernel fails here, not the machine
+import numpy as np, soundfile as sf
+from core.audio_io import read_audio
+for rate in map(int, sys.argv[2:]):
+    path = f"{sys.argv[1]}/odd{rate}.wav"
+    t = np.arange(5 * rate) / rate                                  # 5 s, as in the issue
+    sf.write(path, 0.5 * np.sin(2 * np.pi * 1000 * t), rate, subtype="FLOAT")
+    tracemalloc.start()
+    try:
+        y = read_audio(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    except MemoryError:
+        y, peak = np.zeros(0), float("inf")
+    tracemalloc.stop()
+    print(rate, len(y), peak / 2**20)
+"""
+
+
+def test_odd_rates_resample_in_bounded_memory(tmp_path) -> None:
+    """16001, 8009 and 44101 Hz have no common factor with 16 kHz: the (16000, rate) polyphase table of
+    torchaudio's method took 2-8 GB. Decoding 5 s must stay within a few MB at any rate."""
+    out = subprocess.run([sys.executable, "-c", ODD_RATE_MEMORY, str(tmp_path), "16001", "8009", "44101", "44100"],
+                         capture_output=True, text=True, timeout=300, cwd=str(Path(__file__).parents[2]))
+    assert out.returncode == 0, out.stderr[-2000:]
+    peaks = {}
+    for line in out.stdout.split("\n"):
+        if line:
+            rate, num_out, peak_mb = line.split()
+            assert int(num_out) == 80000, line                       # ceil(5 s * 16000)
+            peaks[int(rate)] = float(peak_mb)
+    assert set(peaks) == {16001, 8009, 44101, 44100}
+    assert max(peaks.values()) < 64, f"peak traced memory per 5 s decode (MB): {peaks}"
+
+
+@pytest.mark.parametrize("orig_hz", [16001, 8009, 44101, 12345])
+def test_odd_rates_keep_frequency_and_timing(orig_hz: int) -> None:
+    """A 1 kHz sine stays a 1 kHz sine in phase to the last sample: no rate approximation, no drift."""
+    n = 5 * orig_hz
+    x = (0.5 * np.sin(2 * np.pi * 1000 * np.arange(n) / orig_hz)).astype(np.float32)
+    y = _stream(StreamingResampler(orig_hz, 16000), x, [4410] * (n // 4410))
+    assert len(y) == -(-n * 16000 // orig_hz)
+    expected = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(len(y)) / 16000)
+    inner = slice(200, len(y) - 200)                                 # the zero-padded edges ring, as in torchaudio
+    assert np.max(np.abs(y[inner] - expected[inner])) < 2e-3
+
+
+@pytest.mark.parametrize("orig_hz, new_hz", [(12345, 16000), (16000, 12345)])
+def test_odd_rates_match_torchaudio(orig_hz: int, new_hz: int) -> None:
+    """Rates with large reduced factors (2469/3200) take the per-sample kernel path; it computes the same
+    filter as torchaudio (whose table is still small enough to build here). The reference runs in float64:
+    torchaudio's float32 table has offsets rounded to 1e-4 of a tap at such factors, the exact positions
+    of the per-sample path do not."""
+    x = _noise(orig_hz // 2 + 17, seed=orig_hz)
+    ref = _reference(x.astype(np.float64), orig_hz, new_hz).astype(np.float32)
+    rng = np.random.default_rng(5)
+    for sizes in ([int(s) for s in rng.integers(0, 3000, size=10)], [1] * 700, []):
+        y = _stream(StreamingResampler(orig_hz, new_hz), x, sizes)
+        assert y.dtype == np.float32 and len(y) == len(ref)
+        np.testing.assert_allclose(y, ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("orig_hz, new_hz", [(44100, 16000), (8000, 16000), (48000, 16000)])
+def test_per_sample_kernel_equals_the_table_on_common_rates(monkeypatch, orig_hz: int, new_hz: int) -> None:
+    import core.audio_io as audio_io
+    x = _noise(orig_hz // 4 + 3, seed=7)
+    ref = _reference(x, orig_hz, new_hz)
+    monkeypatch.setattr(audio_io, "_MAX_TABLE_ENTRIES", 0)          # force the per-sample path
+    y = _stream(StreamingResampler(orig_hz, new_hz), x, [333] * 20)
+    assert len(y) == len(ref)
+    np.testing.assert_allclose(y, ref, atol=1e-5, rtol=0)
