@@ -99,7 +99,13 @@ class Analyzer:
             else:  # the tail: windows that run past the end are zero-padded as AST pads
                 batch = torch.stack([torch.nn.functional.pad(w, (0, 0, 0, T - w.shape[0]))
                                      for w in (buffer[first + i * plan.hop_frames:][:T] for i in range(len(ks)))])
-            scores.append(self.scorer(batch))
+            batch_scores = self.scorer(batch)                                                # (B, L)
+            if not np.isfinite(batch_scores).all():   # fail now: NaN would be written as "0 events"
+                raise TaggerError(
+                    f"the model gave non-finite scores (NaN or inf) for '{path}' (window at "
+                    f"{plan.start(ks[0]) * self.features.frame_shift_s:.2f} s); the model file is probably "
+                    "damaged (NaN weights); nothing was exported for this file")
+            scores.append(batch_scores)
             # frames before the next window are no longer needed; with a hop longer than the window the
             # next window may start beyond the frames received so far, so never drop more than we hold
             drop = min(plan.start(ks[-1] + 1) - buffer_start, buffer.shape[0])

@@ -333,7 +333,9 @@ def _read_pieces(info: AudioInfo, read_frames: int) -> Iterator[np.ndarray]:
 def iter_blocks(path: str | os.PathLike, target_rate_hz: int = 16000,
                 block_s: float = 4.0) -> Iterator[np.ndarray]:
     """Decode `path` block by block; yield float32 mono blocks (round(block_s * target_rate_hz),) at
-    target_rate_hz, the last one shorter. Channels are averaged; NaN -> 0, +-inf -> +-1 (one warning).
+    target_rate_hz, the last one shorter. Channels are averaged; NaN -> 0, +-inf -> +-1, and float
+    samples beyond full scale are clipped to [-1, 1] (one warning each), so that the model never sees
+    values its 16-bit training audio could not hold (+-3e38 overflowed the fbank into NaN scores).
 
     Only one block of the file is in memory at a time. Raises AudioError if the file cannot be opened
     or holds no samples; if it fails to decode midway, the decodable part is yielded first.
@@ -348,6 +350,7 @@ def iter_blocks(path: str | os.PathLike, target_rate_hz: int = 16000,
     num_pending = 0
     num_read = 0
     num_nonfinite = 0
+    num_clipped, max_peak = 0, 0.0
     decode_error: AudioError | None = None
     try:
         try:
@@ -357,6 +360,11 @@ def iter_blocks(path: str | os.PathLike, target_rate_hz: int = 16000,
                 if not finite.all():
                     num_nonfinite += data.size - int(np.count_nonzero(finite))
                     np.nan_to_num(data, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+                peak = float(np.max(np.abs(data))) if data.size else 0.0
+                if peak > 1.0:          # float files only: PCM decodes to [-1, 1)
+                    num_clipped += int(np.count_nonzero(np.abs(data) > 1.0))
+                    max_peak = max(max_peak, peak)
+                    np.clip(data, -1.0, 1.0, out=data)
                 mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]  # (n,)
                 out = resampler.process(mono)
                 pending.append(out)
@@ -384,6 +392,9 @@ def iter_blocks(path: str | os.PathLike, target_rate_hz: int = 16000,
         if num_nonfinite:
             logger.warning("'%s' contains %d non-finite samples (NaN or inf); replaced NaN by 0 and "
                            "+-inf by +-1", info.path, num_nonfinite)
+        if num_clipped:
+            logger.warning("'%s' has %d samples outside [-1, 1] (peak %.3g); clipped to [-1, 1] as a "
+                           "conversion to 16-bit PCM would", info.path, num_clipped, max_peak)
 
 
 def read_audio(path: str | os.PathLike, target_rate_hz: int = 16000) -> np.ndarray:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -48,6 +50,17 @@ class FeatureConfig:
     def window_s(self) -> float:
         """Nominal window length in seconds (num_frames x 10 ms, e.g. 10.24 s)."""
         return self.num_frames * self.frame_shift_samples / self.sample_rate_hz
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "std"):   # a NaN/inf mean or a std <= 0 makes every score NaN
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ConfigError(f"feature {name} must be a finite number (the checkpoint's dataset statistic, "
+                                  f"e.g. {FeatureConfig.__dataclass_fields__[name].default}), got {value!r}; "
+                                  "the model file's feature statistics are damaged")
+        if self.std <= 0:
+            raise ConfigError(f"feature std must be > 0 (features are divided by 2 * std), got {self.std!r}; "
+                              "the model file's feature statistics are damaged")
 
     def with_frames(self, num_frames: int) -> "FeatureConfig":
         return dataclasses.replace(self, num_frames=num_frames)

@@ -18,7 +18,7 @@ from core.errors import AudioError
 
 def _noise(num_samples: int, num_channels: int = 1, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    x = 0.3 * rng.standard_normal((num_samples, num_channels)).astype(np.float32)
+    x = np.clip(0.3 * rng.standard_normal((num_samples, num_channels)), -1, 1).astype(np.float32)  # full scale
     return x[:, 0] if num_channels == 1 else x
 
 
@@ -345,3 +345,22 @@ def test_per_sample_kernel_equals_the_table_on_common_rates(monkeypatch, orig_hz
     y = _stream(StreamingResampler(orig_hz, new_hz), x, [333] * 20)
     assert len(y) == len(ref)
     np.testing.assert_allclose(y, ref, atol=1e-5, rtol=0)
+
+
+# --- huge float samples (issue 10, defect 5) -------------------------------------------------------
+
+def test_float_samples_beyond_full_scale_are_clipped_with_one_warning(tmp_path, caplog) -> None:
+    """+-3e38 is finite but overflows the resampler and the fbank (scores became NaN). Samples outside
+    [-1, 1] are clipped, as any conversion to 16-bit PCM (the audio AST was trained on) clips them."""
+    x = _noise(16000)
+    x[10], x[20], x[30] = 3e38, -3e38, 1.5
+    path = tmp_path / "huge.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    with caplog.at_level(logging.WARNING, logger="core.audio_io"):
+        y = read_audio(path)
+        y44 = read_audio(path, 44100)
+    assert y[10] == 1.0 and y[20] == -1.0 and y[30] == 1.0
+    np.testing.assert_array_equal(np.delete(y, [10, 20, 30]), np.delete(x, [10, 20, 30]))
+    assert np.isfinite(y44).all() and np.abs(y44).max() < 1.2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and all("huge.wav" in w and "3 samples outside [-1, 1]" in w for w in warnings)

@@ -1,0 +1,100 @@
+"""Damaged and unusual input end to end (issue 10): non-finite results, bad feature statistics,
+truncated files, FLAC streams of unknown length, odd model rates. Real files written with soundfile,
+then damaged byte by byte; the CLI as a user runs it."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file, save_file
+
+from core.analyze import Analyzer
+from core.cli import main
+from core.config import FeatureConfig
+from core.errors import ConfigError, TaggerError
+from core.modelfile import load_model
+from core.scorer import Scorer
+
+pytest.importorskip("transformers")
+
+
+def outputs(folder: Path, stem: str) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.name.startswith(stem + ".")) if folder.exists() else []
+
+
+def params(folder: Path, stem: str) -> dict[str, str]:
+    with open(folder / f"{stem}.params.csv", newline="") as f:
+        return {row[0]: row[1] for row in list(csv.reader(f))[1:]}
+
+
+def copy_hf_dir(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+# --- non-finite results (defect 5) ---------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value", [("std", 0.0), ("std", -4.5), ("std", float("nan")),
+                                          ("std", float("inf")), ("mean", float("nan")), ("mean", float("-inf")),
+                                          ("std", "4.5")])
+def test_feature_statistics_are_refused_when_unusable(field, value):
+    with pytest.raises(ConfigError, match=f"feature {field}"):
+        FeatureConfig(**{field: value})
+
+
+def test_model_with_std_zero_is_refused_at_load(tiny_hf_dir, esc50_clip, tmp_path, capsys):
+    model = copy_hf_dir(tiny_hf_dir, tmp_path / "std0")
+    (model / "preprocessor_config.json").write_text(json.dumps({"mean": -4.27, "std": 0}))
+    assert main(["analyze", str(esc50_clip), "--model", str(model), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "std" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def _nan_weights_model(tiny_hf_dir: Path, folder: Path) -> Path:
+    model = copy_hf_dir(tiny_hf_dir, folder)
+    state = load_file(str(model / "model.safetensors"))
+    key = next(k for k in state if k.endswith("classifier.dense.weight"))
+    state[key] = torch.full_like(state[key], float("nan"))
+    save_file(state, str(model / "model.safetensors"), metadata={"format": "pt"})
+    return model
+
+
+def test_nan_scores_fail_the_file_and_export_nothing(tiny_hf_dir, esc50_clip, tmp_path, capsys):
+    model = _nan_weights_model(tiny_hf_dir, tmp_path / "nan-model")
+    with pytest.raises(TaggerError, match="non-finite scores"):
+        Analyzer(Scorer(load_model(model), "cpu"), hop_s=0.5).analyze(str(esc50_clip))
+    out = tmp_path / "out"
+    assert main(["analyze", str(esc50_clip), "--model", str(model), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "non-finite scores" in lines[0] and str(esc50_clip) in lines[0], err
+    assert outputs(out, esc50_clip.stem) == []
+
+
+@pytest.mark.parametrize("damage", ["huge", "corrupt"])
+def test_huge_or_corrupt_float_samples_give_finite_scores(tiny_hf_dir, esc50_clip, tmp_path, caplog, damage):
+    wave = sf.read(esc50_clip, dtype="float32")[0]
+    path = tmp_path / f"{damage}.wav"
+    if damage == "huge":
+        wave[::997] = 3e38
+        wave[1::997] = -3e38
+        sf.write(path, wave, 16000, subtype="FLOAT")
+    else:  # random bytes over the middle of the float data: NaN, inf and values like 1e30
+        sf.write(path, wave, 16000, subtype="FLOAT")
+        data = bytearray(path.read_bytes())
+        data[100_000:140_000] = np.random.default_rng(0).integers(0, 256, 40_000, dtype=np.uint8).tobytes()
+        path.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    assert main(["analyze", str(path), "--model", str(tiny_hf_dir), "--out", str(out), "--quiet",
+                 "--hop", "0.5"]) == 0
+    with open(out / f"{damage}.scores.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    assert len(rows) == 9 and all(np.isfinite(float(v)) for row in rows for v in row[2:])
+    assert "clipped to [-1, 1]" in caplog.text             # logged as a warning: on stderr for a user
