@@ -13,7 +13,8 @@ import logging
 import math
 import numbers
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,10 +37,42 @@ class AudioInfo:
     path: str
     sample_rate_hz: int
     num_channels: int
-    num_samples: int      # frames per channel
-    duration_s: float     # num_samples / sample_rate_hz
+    num_samples: int | None   # frames per channel; None: the header does not say (a FLAC stream from a pipe)
+    duration_s: float | None  # num_samples / sample_rate_hz; None when num_samples is
     format: str           # libsndfile major format, e.g. "WAV", "FLAC", "OGG", "MPEG"
     subtype: str          # e.g. "PCM_16", "FLOAT", "VORBIS", "OPUS", "MPEG_LAYER_III"
+    header_damage: str = ""   # why the header shows the file is cut short ("" when it does not)
+
+
+@dataclass(frozen=True)
+class DecodeReport:
+    """How decoding one file went: what `iter_blocks` returns (StopIteration.value) after its last block.
+
+    A truncated or damaged file still yields the audio that decodes; truncated_at_s and warning say so.
+    """
+
+    num_samples: int                      # frames per channel decoded, at the file's own rate
+    sample_rate_hz: int                   # the file's own rate
+    truncated_at_s: float | None = None   # the decodable audio ends here, before the file's real end
+    warning: str = ""                     # one line for the user (no file name) when truncated_at_s is set
+    nonfinite_samples: int = 0            # NaN/inf samples replaced (NaN -> 0, +-inf -> +-1)
+    clipped_samples: int = 0              # float samples beyond [-1, 1], clipped
+
+
+_UNKNOWN_LENGTH = 2**63 - 1   # libsndfile's SF_COUNT_MAX: frames of a FLAC whose STREAMINFO says 0 (unknown)
+# libsndfile's log when a WAV/AIFF data chunk claims more bytes than the file holds: "data : 128000 (should
+# be 64000)". It then reads what is there, silently: a cut copy. Streaming writers that cannot seek back
+# put placeholders (0xFFFFFFFF, 0x7FFFF000) there: unknown length, not damage.
+_CHUNK_CLAIM = re.compile(r"^\s*(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_PLACEHOLDER_SIZE = 0x7FFFF000
+
+
+def _header_damage(log: str) -> str:
+    for chunk, claimed, present in _CHUNK_CLAIM.findall(log):
+        if int(present) < int(claimed) < _PLACEHOLDER_SIZE:
+            return (f"its header declares {int(claimed)} bytes of audio data ('{chunk}' chunk) but the file "
+                    f"holds {int(present)}")
+    return ""
 
 
 def _check_rate(name: str, value: object) -> int:
@@ -72,7 +105,7 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     try:
         with sf.SoundFile(path) as f:
             sample_rate_hz, num_channels, num_samples = int(f.samplerate), int(f.channels), int(f.frames)
-            fmt, subtype = str(f.format), str(f.subtype)
+            fmt, subtype, log = str(f.format), str(f.subtype), str(f.extra_info)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ...
         suffix = os.path.splitext(path)[1].lower()
         if suffix in _UNSUPPORTED_SUFFIXES:
@@ -92,9 +125,11 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     if num_samples <= 0:
         raise AudioError(f"'{path}' contains no audio samples (a {fmt} header with 0 frames). "
                          "Record or export the audio again.")
+    known = num_samples != _UNKNOWN_LENGTH
     return AudioInfo(path=path, sample_rate_hz=sample_rate_hz, num_channels=num_channels,
-                     num_samples=num_samples, duration_s=num_samples / sample_rate_hz,
-                     format=fmt, subtype=subtype)
+                     num_samples=num_samples if known else None,
+                     duration_s=num_samples / sample_rate_hz if known else None,
+                     format=fmt, subtype=subtype, header_damage=_header_damage(log))
 
 
 _LOWPASS_WIDTH, _ROLLOFF = 6, 0.99   # torchaudio's defaults (sinc_interp_hann)
@@ -281,11 +316,27 @@ class StreamingResampler:
         return out.astype(np.float32, copy=False)
 
 
+class _DecodeFailed(AudioError):
+    """Decoding stopped at `position` frames (the audio before it was delivered)."""
+
+    def __init__(self, message: str, position: int, reason: str):
+        super().__init__(message)
+        self.position, self.reason = position, reason
+
+
 def _open_at(path: str, frame: int, reason: BaseException | None = None) -> sf.SoundFile:
+    """Open for sequential reading at `frame`.
+
+    SoundFile.read seeks to its own position after every read; at the end of a FLAC stream whose
+    length is unknown that seek fails ('Internal psf_fseek() failed', libsndfile issues 806/835) and
+    the frames just decoded are lost. A sequential reader needs no seek, so the handle is marked
+    unseekable for soundfile's bookkeeping (libsndfile keeps its own position).
+    """
     try:
         f = sf.SoundFile(path)
         if frame:
             f.seek(frame)
+        f._info.seekable = 0  # noqa: SLF001 - see the docstring
         return f
     except Exception as exc:
         raise AudioError(f"'{path}' could not be opened for decoding (libsndfile: "
@@ -317,11 +368,12 @@ def _read_pieces(info: AudioInfo, read_frames: int) -> Iterator[np.ndarray]:
                     f.close()
                     f = _open_at(path, position, reason=exc)
                     continue
-                raise AudioError(
-                    f"Decoding '{path}' failed at {position / rate_hz:.2f} s of {info.duration_s:.2f} s "
-                    f"(libsndfile: {_libsndfile_text(first_error or exc)}). The file is damaged or "
-                    "truncated; the audio before that point was decoded. Export, copy or download it again."
-                ) from exc
+                reason = _libsndfile_text(first_error or exc)
+                of_total = f" of {info.duration_s:.2f} s" if info.duration_s is not None else ""
+                raise _DecodeFailed(
+                    f"Decoding '{path}' failed at {position / rate_hz:.2f} s{of_total} (libsndfile: {reason}). "
+                    "The file is damaged or truncated; export, copy or download it again.",
+                    position, reason) from exc
             if len(data) == 0:
                 return
             position += len(data)
@@ -331,14 +383,17 @@ def _read_pieces(info: AudioInfo, read_frames: int) -> Iterator[np.ndarray]:
 
 
 def iter_blocks(path: str | os.PathLike, target_rate_hz: int = 16000,
-                block_s: float = 4.0) -> Iterator[np.ndarray]:
+                block_s: float = 4.0) -> Generator[np.ndarray, None, DecodeReport]:
     """Decode `path` block by block; yield float32 mono blocks (round(block_s * target_rate_hz),) at
     target_rate_hz, the last one shorter. Channels are averaged; NaN -> 0, +-inf -> +-1, and float
     samples beyond full scale are clipped to [-1, 1] (one warning each), so that the model never sees
     values its 16-bit training audio could not hold (+-3e38 overflowed the fbank into NaN scores).
 
     Only one block of the file is in memory at a time. Raises AudioError if the file cannot be opened
-    or holds no samples; if it fails to decode midway, the decodable part is yielded first.
+    or holds no decodable samples. A file that is truncated or damaged (decoding fails midway, it ends
+    before its header says, or its header declares more data than the file holds) yields the audio that
+    decodes, and the DecodeReport returned at the end says where and why (see docs/policies.md).
+    A file whose header gives no length (a FLAC stream) is read to its end.
     """
     target_rate_hz = _check_rate("target_rate_hz", target_rate_hz)
     if not (isinstance(block_s, numbers.Real) and math.isfinite(block_s) and block_s > 0):
@@ -374,20 +429,31 @@ def iter_blocks(path: str | os.PathLike, target_rate_hz: int = 16000,
                     num_full = len(merged) // block_len * block_len
                     yield from np.split(merged[:num_full], num_full // block_len)
                     pending, num_pending = [merged[num_full:]], len(merged) - num_full
-        except AudioError as exc:       # failed midway: deliver what was decoded, then raise
+        except _DecodeFailed as exc:    # failed midway: deliver what was decoded, then report it
             if num_read == 0:
                 raise
             decode_error = exc
         if num_read == 0:
             raise AudioError(f"'{info.path}' contains no audio samples that can be decoded. "
                              "Record or export the audio again.")
-        if decode_error is None and num_read < info.num_samples:
-            logger.warning("'%s' ended after %.2f s although its header says %.2f s; it may be truncated",
-                           info.path, num_read / info.sample_rate_hz, info.duration_s)
         rest = np.concatenate(pending + [resampler.flush()])
         yield from (rest[i:i + block_len] for i in range(0, len(rest), block_len))
+        decoded_s = num_read / info.sample_rate_hz
         if decode_error is not None:
-            raise decode_error
+            of_total = f" of {info.duration_s:.2f} s" if info.duration_s is not None else ""
+            warning = (f"decoding failed at {decoded_s:.2f} s{of_total} (libsndfile: {decode_error.reason}): "
+                       "the file is truncated or damaged; only the audio before that point was decoded")
+        elif info.header_damage:
+            warning = (f"{info.header_damage}: the file is truncated; only the {decoded_s:.2f} s it holds "
+                       "were decoded")
+        elif info.num_samples is not None and num_read < info.num_samples:
+            warning = (f"the file ended after {decoded_s:.2f} s although its header says "
+                       f"{info.duration_s:.2f} s: it is truncated; only those {decoded_s:.2f} s were decoded")
+        else:
+            warning = ""
+        return DecodeReport(num_samples=num_read, sample_rate_hz=info.sample_rate_hz,
+                            truncated_at_s=decoded_s if warning else None, warning=warning,
+                            nonfinite_samples=num_nonfinite, clipped_samples=num_clipped)
     finally:
         if num_nonfinite:
             logger.warning("'%s' contains %d non-finite samples (NaN or inf); replaced NaN by 0 and "
@@ -400,6 +466,16 @@ def iter_blocks(path: str | os.PathLike, target_rate_hz: int = 16000,
 def read_audio(path: str | os.PathLike, target_rate_hz: int = 16000) -> np.ndarray:
     """Decode the whole file to float32 mono (N,) at target_rate_hz (for short clips and tests).
 
-    Raises AudioError like iter_blocks; a file that fails midway gives no partial result here.
+    Raises AudioError like iter_blocks; a truncated or damaged file gives no partial result here.
     """
-    return np.concatenate(list(iter_blocks(path, target_rate_hz)))
+    blocks = iter_blocks(path, target_rate_hz)
+    decoded = []
+    while True:
+        try:
+            decoded.append(next(blocks))
+        except StopIteration as end:
+            report: DecodeReport = end.value
+            break
+    if report.warning:
+        raise AudioError(f"'{os.fspath(path)}': {report.warning}. Export, copy or download it again.")
+    return np.concatenate(decoded)

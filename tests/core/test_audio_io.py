@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from core.audio_io import AudioInfo, StreamingResampler, iter_blocks, probe, read_audio
+from core.audio_io import AudioInfo, DecodeReport, StreamingResampler, iter_blocks, probe, read_audio
 from core.errors import AudioError
 
 
@@ -225,29 +226,125 @@ def test_m4a_is_unsupported_with_conversion_hint(tmp_path) -> None:
     assert "soundfile" in msg and "cannot read" in msg and "WAV or FLAC" in msg and "ffmpeg" in msg
 
 
+def _decode(path, **kwargs) -> tuple[np.ndarray, DecodeReport]:
+    """All blocks of iter_blocks and the DecodeReport it returns."""
+    blocks, gen = [], iter_blocks(path, **kwargs)
+    while True:
+        try:
+            blocks.append(next(gen))
+        except StopIteration as end:
+            return np.concatenate(blocks), end.value
+
+
 @pytest.mark.parametrize("block_s", [1.0, 4.0])
-def test_truncated_flac_yields_decodable_part_then_clean_error(tmp_path, block_s: float) -> None:
+def test_truncated_flac_yields_decodable_part_and_reports_it(tmp_path, block_s: float) -> None:
     # libsndfile 1.2.2 keeps the header's length (10 s) and raises "flac decoder lost sync" on the read
     # that reaches the cut, dropping that whole read. iter_blocks re-reads that stretch in 10 ms steps,
-    # yields the decodable audio, then raises an AudioError naming the file and the time.
+    # yields the decodable audio, and reports where and why it stopped (issue 10, defect 8: one policy).
     path = tmp_path / "cut.flac"
     sf.write(path, _noise(16000 * 10), 16000, subtype="PCM_16")
     original, _ = sf.read(path, dtype="float32")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     assert probe(path).duration_s == 10.0
-    decoded = []
-    with pytest.raises(AudioError) as info:
-        for block in iter_blocks(path, 16000, block_s=block_s):
-            decoded.append(block)
-    msg = str(info.value)
-    assert "cut.flac" in msg and "failed at" in msg and "of 10.00 s" in msg and "truncated" in msg
-    assert "lost sync" in msg
-    failed_at_s = float(msg.split("failed at ")[1].split(" s")[0])
-    assert 4.0 < failed_at_s < 6.0                          # half the bytes of incompressible noise
-    y = np.concatenate(decoded)
-    assert len(y) == round(failed_at_s * 16000)
+    y, report = _decode(path, target_rate_hz=16000, block_s=block_s)
+    msg = report.warning
+    assert "failed at" in msg and "of 10.00 s" in msg and "truncated" in msg and "lost sync" in msg
+    assert 4.0 < report.truncated_at_s < 6.0                  # half the bytes of incompressible noise
+    assert f"failed at {report.truncated_at_s:.2f} s" in msg
+    assert len(y) == report.num_samples == round(report.truncated_at_s * 16000)
     np.testing.assert_array_equal(y, original[: len(y)])
+    with pytest.raises(AudioError, match="cut.flac.*lost sync"):   # read_audio: whole files or nothing
+        read_audio(path)
+
+
+def _cut_wav(path: Path, how: str, rate_hz: int = 16000) -> np.ndarray:
+    """Write 2 s of noise as a WAV, then damage it as a careless copy or a crashed recorder would."""
+    x = _noise(2 * rate_hz, 2 if how == "mid_frame_24bit" else 1, seed=4)
+    sf.write(path, x, rate_hz, subtype="PCM_24" if how == "mid_frame_24bit" else "PCM_16")
+    data = bytearray(path.read_bytes())
+    if how == "mid_sample":
+        data = data[: len(data) // 2 + 1]              # ends on half a 16-bit sample
+    elif how == "mid_frame_24bit":
+        data = data[: len(data) - 4]                   # ends inside a 6-byte stereo frame
+    elif how == "header_claims_more":
+        i = data.find(b"data")
+        size = int.from_bytes(data[i + 4:i + 8], "little")
+        data[i + 4:i + 8] = (2 * size).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return sf.read(path, dtype="float32", always_2d=True)[0].mean(axis=1, dtype=np.float32)
+
+
+@pytest.mark.parametrize("how", ["mid_sample", "mid_frame_24bit", "header_claims_more"])
+def test_truncated_wav_is_reported(tmp_path, how: str) -> None:
+    """libsndfile silently shortens a WAV whose data chunk claims more bytes than the file holds (its log
+    says 'should be'); that is what a cut copy looks like, so it is reported like a cut FLAC."""
+    path = tmp_path / f"{how}.wav"
+    decodable = _cut_wav(path, how)
+    y, report = _decode(path)
+    np.testing.assert_array_equal(y, decodable)
+    assert report.truncated_at_s == pytest.approx(len(decodable) / 16000)
+    assert "truncated" in report.warning and "header" in report.warning
+    with pytest.raises(AudioError, match="truncated"):
+        read_audio(path)
+
+
+def test_wav_truncated_while_it_is_decoded_is_reported(tmp_path) -> None:
+    path = tmp_path / "shrinking.wav"
+    sf.write(path, _noise(16000 * 4), 16000, subtype="PCM_16")
+    gen = iter_blocks(path, 16000, block_s=0.5)
+    first = next(gen)
+    os.truncate(path, 44 + 2 * 16000)                   # another program cuts it to 1 s meanwhile
+    blocks = [first]
+    with pytest.raises(StopIteration) as end:
+        while True:
+            blocks.append(next(gen))
+    report = end.value.value
+    assert report.truncated_at_s == pytest.approx(1.0)
+    assert "ended after 1.00 s" in report.warning and "4.00 s" in report.warning
+    assert sum(len(b) for b in blocks) == 16000
+
+
+def test_complete_files_report_nothing(tmp_path) -> None:
+    path = tmp_path / "whole.flac"
+    sf.write(path, _noise(44100), 44100, subtype="PCM_16")
+    _, report = _decode(path)
+    assert report.truncated_at_s is None and report.warning == "" and report.num_samples == 44100
+
+
+def streamed_flac(source: Path, target: Path) -> Path:
+    """A FLAC whose STREAMINFO says 'total samples unknown' (0), as ffmpeg writes to a pipe."""
+    data = bytearray(source.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0        # STREAMINFO is the first metadata block
+    fields = int.from_bytes(data[18:26], "big")              # rate 20 | channels 3 | bits 5 | total 36
+    data[18:26] = (fields & ~((1 << 36) - 1)).to_bytes(8, "big")
+    data[26:42] = bytes(16)                                  # MD5 unknown too
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_streamed_flac_of_unknown_length_decodes_whole(tmp_path, esc50_clip) -> None:
+    """Issue 10, defect 9: refused as 'failed at 4.99 s of 576460752303423.50 s'."""
+    path = streamed_flac(esc50_clip, tmp_path / "streamed.flac")
+    info = probe(path)
+    assert info.num_samples is None and info.duration_s is None
+    y, report = _decode(path)
+    np.testing.assert_array_equal(y, sf.read(esc50_clip, dtype="float32")[0])
+    assert report.truncated_at_s is None and report.warning == "" and report.num_samples == len(y)
+
+
+def test_wav_stream_with_placeholder_size_is_not_truncated(tmp_path) -> None:
+    """Streaming writers put 0xFFFFFFFF in the data size when they cannot seek back: unknown, not cut."""
+    path = tmp_path / "pipe.wav"
+    x = _noise(16000)
+    sf.write(path, x, 16000, subtype="FLOAT")
+    data = bytearray(path.read_bytes())
+    i = data.find(b"data")
+    data[4:8] = data[i + 4:i + 8] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    y, report = _decode(path)
+    np.testing.assert_array_equal(y, x)
+    assert report.truncated_at_s is None and report.warning == ""
 
 
 @pytest.mark.parametrize("fmt, subtype, ext", [("OGG", "VORBIS", "ogg"), ("OGG", "OPUS", "opus"),

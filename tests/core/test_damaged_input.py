@@ -98,3 +98,54 @@ def test_huge_or_corrupt_float_samples_give_finite_scores(tiny_hf_dir, esc50_cli
         rows = list(csv.reader(f))[1:]
     assert len(rows) == 9 and all(np.isfinite(float(v)) for row in rows for v in row[2:])
     assert "clipped to [-1, 1]" in caplog.text             # logged as a warning: on stderr for a user
+
+
+# --- truncated files: one policy for every container (defect 8) ----------------------------------
+
+def _truncated(kind: str, clip: Path, folder: Path) -> Path:
+    """The dog clip (5 s) written as WAV or FLAC with soundfile, then cut to about 60 % of its bytes."""
+    wave = sf.read(clip, dtype="float32")[0]
+    path = folder / f"cut_{kind}.{'wav' if kind.startswith('wav') else 'flac'}"
+    sf.write(path, wave, 16000, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6) + (1 if kind == "wav_mid_sample" else 0)])
+    return path
+
+
+@pytest.mark.parametrize("kind", ["wav", "wav_mid_sample", "flac"])
+def test_truncated_file_is_analysed_reported_and_fails(tiny_hf_dir, esc50_clip, tmp_path, capsys, kind):
+    """Analyse what decodes, warn on stderr, record it in params.csv, exit 1 for that file: the same for
+    a WAV (libsndfile shortens it silently) and a FLAC (libsndfile raises 'lost sync' at the cut)."""
+    path = _truncated(kind, esc50_clip, tmp_path)
+    out = tmp_path / "out"
+    code = main(["analyze", str(path), str(esc50_clip), "--model", str(tiny_hf_dir), "--out", str(out),
+                 "--quiet", "--hop", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and str(path) in lines[0] and "truncated" in lines[0], err
+    assert "Traceback" not in err
+    assert {p.suffixes[-2] for p in outputs(out, path.stem)} == {".tags", ".scores", ".params"}
+    rows = params(out, path.stem)
+    truncated_at_s = float(rows["truncated_at_s"])
+    assert 1.5 < truncated_at_s < 4.0 and "truncated" in rows["warning"]   # 60 % of the bytes of 5 s
+    assert float(rows["duration_s"]) == pytest.approx(truncated_at_s, abs=0.001)
+    assert "warning" not in params(out, esc50_clip.stem)        # the intact file next to it is untouched
+
+
+# --- streams of unknown length (defect 9) ---------------------------------------------------------
+
+def test_streamed_flac_is_analysed_like_the_original(tiny_hf_dir, esc50_clip, tmp_path, capsys):
+    from tests.core.test_audio_io import streamed_flac
+    path = streamed_flac(esc50_clip, tmp_path / "streamed.flac")
+    analyzer = Analyzer(Scorer(load_model(tiny_hf_dir), "cpu"), hop_s=0.5)
+    seen = []
+    streamed = analyzer.analyze(str(path), progress=lambda done, total: seen.append((done, total)))
+    original = analyzer.analyze(str(esc50_clip))
+    np.testing.assert_array_equal(streamed.scores, original.scores)
+    assert streamed.duration_s == 5.0 and "truncated_at_s" not in streamed.extra
+    assert all(total == 0.0 for _, total in seen[:-1]) and seen[-1] == (5.0, 5.0)   # 0 = length unknown
+    out = tmp_path / "out"
+    assert main(["analyze", str(path), "--model", str(tiny_hf_dir), "--out", str(out), "--hop", "0.5"]) == 0
+    assert "error" not in capsys.readouterr().err
+    assert params(out, "streamed")["duration_s"] == "5.000"
