@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from core.audio_io import DecodeReport, iter_blocks, probe
+from core.config import FeatureConfig
 from core.errors import ConfigError, TaggerError
 from core.features import FbankStreamer
 from core.scorer import Scorer
@@ -66,6 +67,23 @@ def hop_frames_for(hop_s: float, frame_shift_s: float = 0.01) -> int:
     return frames
 
 
+def _model_hop_frames(hop_s: float, features: FeatureConfig) -> int:
+    """hop_frames_for on the model's frame grid. When the hop fits AST's 10 ms frames and only the model's
+    odd frame shift (e.g. a feature config of 44101 Hz) rejects it, the error names the model, not --hop."""
+    try:
+        return hop_frames_for(hop_s, features.frame_shift_s)
+    except ConfigError as model_grid_error:
+        try:
+            hop_frames_for(hop_s)
+        except ConfigError:
+            raise model_grid_error from None     # the hop is wrong on any grid
+    raise ConfigError(
+        f"the model's feature config says {features.frame_shift_samples} samples per frame at "
+        f"{features.sample_rate_hz} Hz (frames of {features.frame_shift_s * 1000:.4g} ms), so no hop in 10 ms "
+        f"steps such as {hop_s:g} s fits its frame grid; AST models use 160 samples at 16000 Hz: the model "
+        "file's feature config is probably damaged; use a model file with a correct one")
+
+
 class Analyzer:
     """Analyse files with one model on one device. Not thread-safe: one Analyzer per analysis thread."""
 
@@ -73,7 +91,7 @@ class Analyzer:
                  block_s: float = 8.0):
         self.scorer = scorer
         self.features = scorer.features
-        self.plan = WindowPlan(self.features.num_frames, hop_frames_for(hop_s, self.features.frame_shift_s))
+        self.plan = WindowPlan(self.features.num_frames, _model_hop_frames(hop_s, self.features))
         self.hop_s = self.plan.hop_frames * self.features.frame_shift_s
         self.batch_size = batch_size or (64 if scorer.device.type == "cuda" else 8)
         self.block_s = block_s

@@ -149,3 +149,24 @@ def test_streamed_flac_is_analysed_like_the_original(tiny_hf_dir, esc50_clip, tm
     assert main(["analyze", str(path), "--model", str(tiny_hf_dir), "--out", str(out), "--hop", "0.5"]) == 0
     assert "error" not in capsys.readouterr().err
     assert params(out, "streamed")["duration_s"] == "5.000"
+
+
+# --- a model whose frames are not 10 ms (defect 14, part) -----------------------------------------
+
+def test_odd_model_rate_is_named_instead_of_the_hop(esc50_clip, tmp_path, capsys):
+    """A model file whose feature config says 44101 Hz has frames of 160 / 44101 s: the default hop of
+    1 s is no whole number of them. The error blamed --hop; it must name the model's feature config."""
+    from core.config import ModelConfig
+    from core.labels import LabelSet
+    from core.model import AST
+    from core.modelfile import save_model_file
+    cfg = ModelConfig(num_classes=3, num_frames=128, embed_dim=64, depth=1, num_heads=1)
+    model = save_model_file(tmp_path / "odd.safetensors", AST(cfg),
+                            FeatureConfig(sample_rate_hz=44101, num_frames=128), LabelSet.generic(3))
+    assert main(["analyze", str(esc50_clip), "--model", str(model), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "hop must be" not in err, err
+    assert "44101 Hz" in err and "feature config" in err and "16000 Hz" in err
+    assert main(["analyze", str(esc50_clip), "--model", str(model), "--out", str(tmp_path / "out"),
+                 "--hop", "0.123"]) == 2
+    assert "hop must be" in capsys.readouterr().err       # a hop that is wrong on any grid is still the hop
