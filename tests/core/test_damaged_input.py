@@ -98,6 +98,8 @@ def test_huge_or_corrupt_float_samples_give_finite_scores(tiny_hf_dir, esc50_cli
         rows = list(csv.reader(f))[1:]
     assert len(rows) == 9 and all(np.isfinite(float(v)) for row in rows for v in row[2:])
     assert "clipped to [-1, 1]" in caplog.text             # logged as a warning: on stderr for a user
+    rows = params(out, damage)
+    assert int(rows["samples_clipped"]) > 0 and "warning" not in rows  # recorded; not a damaged file
 
 
 # --- truncated files: one policy for every container (defect 8) ----------------------------------
