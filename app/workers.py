@@ -297,7 +297,7 @@ class AnalysisWorker(QThread):
         loaded, device, hop_s = model
         t0 = time.perf_counter()
         try:
-            total_frames = max(1, round(probe(job.path).duration_s * 100))
+            total_frames = max(1, round((probe(job.path).duration_s or 0.0) * 100))  # None: a stream
             pool = max(1, math.ceil(total_frames / MAX_DISPLAY_COLUMNS))
             display = _Pooler(pool)
             last = [0.0]

@@ -6,7 +6,12 @@ they arrive) and runs windows through the model in batches, so memory stays boun
 about one window plus one batch of frames, never the whole file.
 
 Window k starts at k * hop_s and covers the model's window; the last window reaches the end of the audio
-and is padded in the log-mel domain as the model was trained (AST: zeros; FeatureConfig.padding); audio shorter than a window gives one padded window.
+and is padded in the log-mel domain as the model was trained (AST: zeros; FeatureConfig.padding); audio
+shorter than a window gives one padded window.
+
+A truncated or damaged file is analysed as far as it decodes; the Timeline's extra then holds `warning`
+(one line for the user) and `truncated_at_s`, which params.csv records (docs/policies.md). Non-finite
+scores fail the file.
 """
 from __future__ import annotations
 
@@ -19,13 +24,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from core.audio_io import iter_blocks, probe
+from core.audio_io import DecodeReport, iter_blocks, probe
+from core.config import FeatureConfig
 from core.errors import ConfigError, TaggerError
 from core.features import FbankStreamer, pad_or_cut
 from core.scorer import Scorer
 from core.timeline import Timeline
 
-ProgressFn = Callable[[float, float], None]  # (seconds analysed, seconds in the file)
+ProgressFn = Callable[[float, float], None]  # (seconds analysed, seconds in the file; 0 = not known yet)
 FramesFn = Callable[[int, np.ndarray], None]  # (index of the first fbank frame, (N, F) raw log-mel copy)
 
 MIN_HOP_S, MAX_HOP_S = 0.01, 60.0
@@ -62,6 +68,23 @@ def hop_frames_for(hop_s: float, frame_shift_s: float = 0.01) -> int:
     return frames
 
 
+def _model_hop_frames(hop_s: float, features: FeatureConfig) -> int:
+    """hop_frames_for on the model's frame grid. When the hop fits AST's 10 ms frames and only the model's
+    odd frame shift (e.g. a feature config of 44101 Hz) rejects it, the error names the model, not --hop."""
+    try:
+        return hop_frames_for(hop_s, features.frame_shift_s)
+    except ConfigError as model_grid_error:
+        try:
+            hop_frames_for(hop_s)
+        except ConfigError:
+            raise model_grid_error from None     # the hop is wrong on any grid
+    raise ConfigError(
+        f"the model's feature config says {features.frame_shift_samples} samples per frame at "
+        f"{features.sample_rate_hz} Hz (frames of {features.frame_shift_s * 1000:.4g} ms), so no hop in 10 ms "
+        f"steps such as {hop_s:g} s fits its frame grid; AST models use 160 samples at 16000 Hz: the model "
+        "file's feature config is probably damaged; use a model file with a correct one")
+
+
 class Analyzer:
     """Analyse files with one model on one device. Not thread-safe: one Analyzer per analysis thread."""
 
@@ -69,7 +92,7 @@ class Analyzer:
                  block_s: float = 8.0):
         self.scorer = scorer
         self.features = scorer.features
-        self.plan = WindowPlan(self.features.num_frames, hop_frames_for(hop_s, self.features.frame_shift_s))
+        self.plan = WindowPlan(self.features.num_frames, _model_hop_frames(hop_s, self.features))
         self.hop_s = self.plan.hop_frames * self.features.frame_shift_s
         self.batch_size = batch_size or (64 if scorer.device.type == "cuda" else 8)
         self.block_s = block_s
@@ -82,7 +105,8 @@ class Analyzer:
         """
         info = probe(path)  # fails early, with a clear message, on files that cannot be read
         rate = self.features.sample_rate_hz
-        total_s = info.duration_s
+        total_s = info.duration_s if info.duration_s is not None else 0.0  # a stream's length is not known
+        reports: list[DecodeReport] = []
         cancel = cancel or threading.Event()
         plan, T = self.plan, self.features.num_frames
         streamer = FbankStreamer(self.features, device=self.scorer.device)
@@ -99,14 +123,20 @@ class Analyzer:
             else:  # the tail: windows that run past the end are padded as the model was trained
                 batch = torch.stack([pad_or_cut(w, T, self.features.pad_log_mel)
                                      for w in (buffer[first + i * plan.hop_frames:][:T] for i in range(len(ks)))])
-            scores.append(self.scorer(batch))
+            batch_scores = self.scorer(batch)                                                # (B, L)
+            if not np.isfinite(batch_scores).all():   # fail now: NaN would be written as "0 events"
+                raise TaggerError(
+                    f"the model gave non-finite scores (NaN or inf) for '{path}' (window at "
+                    f"{plan.start(ks[0]) * self.features.frame_shift_s:.2f} s); the model file is probably "
+                    "damaged (NaN weights); nothing was exported for this file")
+            scores.append(batch_scores)
             # frames before the next window are no longer needed; with a hop longer than the window the
             # next window may start beyond the frames received so far, so never drop more than we hold
             drop = min(plan.start(ks[-1] + 1) - buffer_start, buffer.shape[0])
             if drop > 0:
                 buffer, buffer_start = buffer[drop:], buffer_start + drop
 
-        for block in _prefetch(iter_blocks(path, rate, self.block_s), cancel):
+        for block in _prefetch(iter_blocks(path, rate, self.block_s), cancel, reports.append):
             frames = streamer.push(block)
             if on_frames is not None and frames.shape[0]:
                 on_frames(streamer.num_frames - frames.shape[0], frames.cpu().numpy().copy())
@@ -124,7 +154,8 @@ class Analyzer:
             if ready:
                 run(ready)
             if progress:
-                progress(min(streamer.num_samples / rate, total_s), total_s)
+                done_s = streamer.num_samples / rate
+                progress(min(done_s, total_s) if total_s else done_s, total_s)
 
         num_frames_total = streamer.num_frames
         num_samples = streamer.num_samples
@@ -133,7 +164,7 @@ class Analyzer:
             run(remaining[i:i + self.batch_size])
         duration_s = num_samples / rate
         if progress:
-            progress(total_s, total_s)
+            progress(total_s or duration_s, total_s or duration_s)
         starts = np.round(np.arange(plan.num_windows(num_frames_total)) * self.hop_s, 6)
         ends = np.minimum(starts + self.features.window_s, duration_s)
         loaded = self.scorer.loaded
@@ -142,19 +173,44 @@ class Analyzer:
             scores=np.concatenate(scores).astype(np.float32), duration_s=duration_s,
             window_s=self.features.window_s, hop_s=self.hop_s, model_name=loaded.name,
             device=str(self.scorer.device), sample_rate_hz=rate, kind="file",
-            extra={"source_sample_rate_hz": info.sample_rate_hz, "source_channels": info.num_channels},
+            extra={"source_sample_rate_hz": info.sample_rate_hz, "source_channels": info.num_channels,
+                   **_report_rows(reports[0])},
         )
 
 
-def _prefetch(blocks, cancel: threading.Event, depth: int = 4):
-    """Run a block iterator on a helper thread (decoding overlaps inference); re-raise its errors here."""
+def _report_rows(report: DecodeReport) -> dict:
+    """The params.csv rows of a decode report: only what went wrong."""
+    rows: dict = {}
+    if report.warning:
+        rows.update(warning=report.warning, truncated_at_s=round(report.truncated_at_s, 6))
+    if report.nonfinite_samples:
+        rows["nonfinite_samples_replaced"] = report.nonfinite_samples
+    if report.clipped_samples:
+        rows["samples_clipped"] = report.clipped_samples
+    return rows
+
+
+@dataclass(frozen=True)
+class _Done:
+    value: object   # the generator's return value
+
+
+def _prefetch(blocks, cancel: threading.Event, on_done: Callable[[object], None] | None = None, depth: int = 4):
+    """Run a block generator on a helper thread (decoding overlaps inference); re-raise its errors here.
+
+    on_done gets the generator's return value (iter_blocks' DecodeReport), on this thread, after the last block.
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
     stop = threading.Event()
 
     def produce() -> None:
         try:
-            for block in blocks:
+            while True:
+                try:
+                    block = next(blocks)
+                except StopIteration as end:
+                    q.put(_Done(end.value))
+                    return
                 while not stop.is_set():
                     try:
                         q.put(block, timeout=0.1)
@@ -163,7 +219,6 @@ def _prefetch(blocks, cancel: threading.Event, depth: int = 4):
                         continue
                 if stop.is_set():
                     return
-            q.put(done)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer thread
             q.put(e)
 
@@ -174,7 +229,9 @@ def _prefetch(blocks, cancel: threading.Event, depth: int = 4):
             if cancel.is_set():
                 raise AnalysisCancelled("analysis was cancelled")
             item = q.get()
-            if item is done:
+            if isinstance(item, _Done):
+                if on_done is not None:
+                    on_done(item.value)
                 return
             if isinstance(item, BaseException):
                 raise item

@@ -13,7 +13,8 @@ import logging
 import math
 import numbers
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,10 +37,42 @@ class AudioInfo:
     path: str
     sample_rate_hz: int
     num_channels: int
-    num_samples: int      # frames per channel
-    duration_s: float     # num_samples / sample_rate_hz
+    num_samples: int | None   # frames per channel; None: the header does not say (a FLAC stream from a pipe)
+    duration_s: float | None  # num_samples / sample_rate_hz; None when num_samples is
     format: str           # libsndfile major format, e.g. "WAV", "FLAC", "OGG", "MPEG"
     subtype: str          # e.g. "PCM_16", "FLOAT", "VORBIS", "OPUS", "MPEG_LAYER_III"
+    header_damage: str = ""   # why the header shows the file is cut short ("" when it does not)
+
+
+@dataclass(frozen=True)
+class DecodeReport:
+    """How decoding one file went: what `iter_blocks` returns (StopIteration.value) after its last block.
+
+    A truncated or damaged file still yields the audio that decodes; truncated_at_s and warning say so.
+    """
+
+    num_samples: int                      # frames per channel decoded, at the file's own rate
+    sample_rate_hz: int                   # the file's own rate
+    truncated_at_s: float | None = None   # the decodable audio ends here, before the file's real end
+    warning: str = ""                     # one line for the user (no file name) when truncated_at_s is set
+    nonfinite_samples: int = 0            # NaN/inf samples replaced (NaN -> 0, +-inf -> +-1)
+    clipped_samples: int = 0              # float samples beyond [-1, 1], clipped
+
+
+_UNKNOWN_LENGTH = 2**63 - 1   # libsndfile's SF_COUNT_MAX: frames of a FLAC whose STREAMINFO says 0 (unknown)
+# libsndfile's log when a WAV/AIFF data chunk claims more bytes than the file holds: "data : 128000 (should
+# be 64000)". It then reads what is there, silently: a cut copy. Streaming writers that cannot seek back
+# put placeholders (0xFFFFFFFF, 0x7FFFF000) there: unknown length, not damage.
+_CHUNK_CLAIM = re.compile(r"^\s*(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_PLACEHOLDER_SIZE = 0x7FFFF000
+
+
+def _header_damage(log: str) -> str:
+    for chunk, claimed, present in _CHUNK_CLAIM.findall(log):
+        if int(present) < int(claimed) < _PLACEHOLDER_SIZE:
+            return (f"its header declares {int(claimed)} bytes of audio data ('{chunk}' chunk) but the file "
+                    f"holds {int(present)}")
+    return ""
 
 
 def _check_rate(name: str, value: object) -> int:
@@ -72,7 +105,7 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     try:
         with sf.SoundFile(path) as f:
             sample_rate_hz, num_channels, num_samples = int(f.samplerate), int(f.channels), int(f.frames)
-            fmt, subtype = str(f.format), str(f.subtype)
+            fmt, subtype, log = str(f.format), str(f.subtype), str(f.extra_info)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ...
         suffix = os.path.splitext(path)[1].lower()
         if suffix in _UNSUPPORTED_SUFFIXES:
@@ -92,32 +125,52 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     if num_samples <= 0:
         raise AudioError(f"'{path}' contains no audio samples (a {fmt} header with 0 frames). "
                          "Record or export the audio again.")
+    known = num_samples != _UNKNOWN_LENGTH
     return AudioInfo(path=path, sample_rate_hz=sample_rate_hz, num_channels=num_channels,
-                     num_samples=num_samples, duration_s=num_samples / sample_rate_hz,
-                     format=fmt, subtype=subtype)
+                     num_samples=num_samples if known else None,
+                     duration_s=num_samples / sample_rate_hz if known else None,
+                     format=fmt, subtype=subtype, header_damage=_header_damage(log))
 
 
-def _sinc_resample_kernel(orig: int, new: int, lowpass_filter_width: int = 6,
-                          rolloff: float = 0.99) -> tuple[np.ndarray, int]:
+_LOWPASS_WIDTH, _ROLLOFF = 6, 0.99   # torchaudio's defaults (sinc_interp_hann)
+# Largest polyphase table (output phases x taps, float32) built for a rate pair: 4 MB. Every common rate
+# fits (11025 Hz, the largest, needs 640 x 455); above it, e.g. 44101 Hz (16000 x 44135 = 2.8 GB), the
+# same kernel is evaluated per output sample, so memory never depends on the rates' common factors.
+_MAX_TABLE_ENTRIES = 1 << 20
+_DIRECT_CHUNK_ENTRIES = 1 << 18     # (outputs x taps) evaluated at once on the per-sample path
+
+
+def _kernel_width(orig: int, new: int) -> tuple[float, int]:
+    """(cutoff in reduced-rate units, kernel half-width in input samples), as torchaudio computes them."""
+    base_freq = min(orig, new) * _ROLLOFF
+    return base_freq, math.ceil(_LOWPASS_WIDTH * orig / base_freq)
+
+
+def _windowed_sinc(t: np.ndarray, base_freq: float, orig: int) -> np.ndarray:
+    """torchaudio's Hann-windowed sinc at `t` (input time minus output time, scaled by the cutoff), float32."""
+    f32 = np.float32
+    np.clip(t, -_LOWPASS_WIDTH, _LOWPASS_WIDTH, out=t)
+    window = np.cos(t * f32(math.pi) / f32(_LOWPASS_WIDTH) / f32(2)) ** 2
+    t *= f32(math.pi)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kernels = np.where(t == 0, f32(1.0), np.sin(t) / t).astype(f32)
+    kernels *= window * f32(base_freq / orig)
+    return kernels
+
+
+def _sinc_resample_kernel(orig: int, new: int) -> tuple[np.ndarray, int]:
     """Hann-windowed sinc kernels `(new, 2 * width + orig)` float32 for gcd-reduced rates.
 
     The same float32 operations, in the same order, as torchaudio's `_get_sinc_resample_kernel`
     (resampling_method='sinc_interp_hann'), so the output matches `torchaudio.functional.resample`.
     Row j holds the weights of output phase j over padded input positions [b * orig, b * orig + K).
     """
-    base_freq = min(orig, new) * rolloff
-    width = math.ceil(lowpass_filter_width * orig / base_freq)
+    base_freq, width = _kernel_width(orig, new)
     f32 = np.float32
     idx = np.arange(-width, width + orig, dtype=f32)[None, :] / f32(orig)         # (1, K)
     t = np.arange(0, -new, -1, dtype=f32)[:, None] / f32(new) + idx                # (new, K)
     t *= f32(base_freq)
-    np.clip(t, -lowpass_filter_width, lowpass_filter_width, out=t)
-    window = np.cos(t * f32(math.pi) / f32(lowpass_filter_width) / f32(2)) ** 2
-    t *= f32(math.pi)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        kernels = np.where(t == 0, f32(1.0), np.sin(t) / t).astype(f32)
-    kernels *= window * f32(base_freq / orig)
-    return kernels, width
+    return _windowed_sinc(t, base_freq, orig), width
 
 
 class StreamingResampler:
@@ -127,8 +180,14 @@ class StreamingResampler:
     at the end of the stream. For any chunking the concatenated output has the length
     ceil(new * N / orig) (gcd-reduced rates, exact integer arithmetic) and matches torchaudio's default
     resampler (lowpass_filter_width=6, rolloff=0.99, sinc_interp_hann) to float32 rounding.
-    Memory is bounded: fewer than 2 * width + orig input samples are kept between calls.
     orig_hz == new_hz passes samples through unchanged.
+
+    Two ways to apply the same kernel: for rates whose reduced factors are small (every common rate) a
+    polyphase table of new x (2 * width + orig) weights, built once; for odd rates (16001, 44101 Hz:
+    a table of gigabytes) the weights of each output sample are evaluated from their exact position
+    (integer arithmetic, no approximation of the ratio, no drift). Memory is bounded either way: the
+    table is at most _MAX_TABLE_ENTRIES, and fewer than 2 * width + orig + 1 input samples are kept
+    between calls.
     """
 
     def __init__(self, orig_hz: int, new_hz: int) -> None:
@@ -137,9 +196,13 @@ class StreamingResampler:
         gcd = math.gcd(self.orig_hz, self.new_hz)
         self._orig, self._new = self.orig_hz // gcd, self.new_hz // gcd
         self._identity = self.orig_hz == self.new_hz
+        self._base_freq, self._width = _kernel_width(self._orig, self._new)
+        self._direct = self._new * (2 * self._width + self._orig) > _MAX_TABLE_ENTRIES
         if self._identity:
-            self._kernel_t = np.zeros((0, 0), dtype=np.float32)
             self._width = 0
+            self._kernel_t = np.zeros((0, 0), dtype=np.float32)
+        elif self._direct:
+            self._kernel_t = np.zeros((2 * self._width + 1, 0), dtype=np.float32)  # K taps, no table
         else:
             kernel, self._width = _sinc_resample_kernel(self._orig, self._new)   # (new, K)
             self._kernel_t = np.ascontiguousarray(kernel.T)                         # (K, new)
@@ -149,13 +212,14 @@ class StreamingResampler:
         """Start a new stream (forget the history, as if just constructed)."""
         # Padded input from position next_block * orig on; torchaudio pads `width` zeros on the left.
         self._buffer = np.zeros(self._width, dtype=np.float32)
+        self._buffer_start = -self._width   # input index of _buffer[0] (per-sample path)
         self._num_in = 0
         self._num_out = 0
         self._flushed = False
 
     @property
     def buffered_samples(self) -> int:
-        """Input samples held back for the kernel between calls (always < 2 * width + orig)."""
+        """Input samples held back for the kernel between calls (always < 2 * width + orig + 1)."""
         return len(self._buffer)
 
     def process(self, x: np.ndarray) -> np.ndarray:
@@ -171,7 +235,7 @@ class StreamingResampler:
             return x.copy()
         if len(x):
             self._buffer = np.concatenate([self._buffer, x])
-        return self._complete_blocks()
+        return self._direct_outputs(None) if self._direct else self._complete_blocks()
 
     def flush(self) -> np.ndarray:
         """End of stream: return the remaining output samples (M,) float32."""
@@ -180,10 +244,13 @@ class StreamingResampler:
         self._flushed = True
         if self._identity:
             return np.zeros(0, dtype=np.float32)
+        target_len = -(-self._new * self._num_in // self._orig)
+        if self._direct:
+            self._buffer = np.concatenate([self._buffer, np.zeros(self._width + 1, dtype=np.float32)])
+            return self._direct_outputs(target_len)
         # torchaudio pads width + orig zeros on the right.
         self._buffer = np.concatenate([self._buffer, np.zeros(self._width + self._orig, dtype=np.float32)])
         out = self._complete_blocks()
-        target_len = -(-self._new * self._num_in // self._orig)
         keep = target_len - (self._num_out - len(out))
         assert 0 <= keep <= len(out), (keep, len(out))
         self._num_out = target_len
@@ -216,12 +283,60 @@ class StreamingResampler:
         self._num_out += out.size
         return out.reshape(-1)                                                      # (B * new,)
 
+    def _direct_outputs(self, target_len: int | None) -> np.ndarray:
+        """Per-sample path: outputs m from num_out on whose taps are all buffered (up to target_len at flush).
+
+        Output m sits at input position m * orig / new; its taps are the inputs n in [c - width, c + width],
+        c = floor(m * orig / new) (torchaudio's other taps fall outside the window, where it is zero), with
+        weight kernel((n * new - m * orig) / (orig * new) * base_freq): the exact offset in integers, then
+        the same float32 window and sinc as the table.
+        """
+        orig, new, width = self._orig, self._new, self._width
+        end_in = self._buffer_start + len(self._buffer)           # input index after the last buffered one
+        if target_len is None:   # last m with c(m) + width < end_in, i.e. m * orig < (end_in - width) * new
+            stop = max(self._num_out, -(-(end_in - width) * new // orig))
+        else:
+            stop = target_len
+        taps = np.arange(-width, width + 1, dtype=np.int64)                       # (K,)
+        chunk = max(1, _DIRECT_CHUNK_ENTRIES // len(taps))
+        scale = self._base_freq / (orig * new)
+        pieces = []
+        for first in range(self._num_out, stop, chunk):
+            m = np.arange(first, min(first + chunk, stop), dtype=np.int64)           # (M,)
+            n = (m * orig // new)[:, None] + taps                                     # (M, K) input indices
+            t = ((n * new - m[:, None] * orig) * scale).astype(np.float32)            # (M, K)
+            weights = _windowed_sinc(t, self._base_freq, orig)
+            samples = self._buffer[n - self._buffer_start]                            # (M, K)
+            pieces.append(np.einsum("mk,mk->m", samples, weights))
+        out = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+        self._num_out = stop
+        keep_from = stop * orig // new - width                   # first input the next output needs
+        drop = min(max(0, keep_from - self._buffer_start), len(self._buffer))
+        self._buffer, self._buffer_start = self._buffer[drop:].copy(), self._buffer_start + drop
+        return out.astype(np.float32, copy=False)
+
+
+class _DecodeFailed(AudioError):
+    """Decoding stopped at `position` frames (the audio before it was delivered)."""
+
+    def __init__(self, message: str, position: int, reason: str):
+        super().__init__(message)
+        self.position, self.reason = position, reason
+
 
 def _open_at(path: str, frame: int, reason: BaseException | None = None) -> sf.SoundFile:
+    """Open for sequential reading at `frame`.
+
+    SoundFile.read seeks to its own position after every read; at the end of a FLAC stream whose
+    length is unknown that seek fails ('Internal psf_fseek() failed', libsndfile issues 806/835) and
+    the frames just decoded are lost. A sequential reader needs no seek, so the handle is marked
+    unseekable for soundfile's bookkeeping (libsndfile keeps its own position).
+    """
     try:
         f = sf.SoundFile(path)
         if frame:
             f.seek(frame)
+        f._info.seekable = 0  # noqa: SLF001 - see the docstring
         return f
     except Exception as exc:
         raise AudioError(f"'{path}' could not be opened for decoding (libsndfile: "
@@ -253,11 +368,12 @@ def _read_pieces(info: AudioInfo, read_frames: int) -> Iterator[np.ndarray]:
                     f.close()
                     f = _open_at(path, position, reason=exc)
                     continue
-                raise AudioError(
-                    f"Decoding '{path}' failed at {position / rate_hz:.2f} s of {info.duration_s:.2f} s "
-                    f"(libsndfile: {_libsndfile_text(first_error or exc)}). The file is damaged or "
-                    "truncated; the audio before that point was decoded. Export, copy or download it again."
-                ) from exc
+                reason = _libsndfile_text(first_error or exc)
+                of_total = f" of {info.duration_s:.2f} s" if info.duration_s is not None else ""
+                raise _DecodeFailed(
+                    f"Decoding '{path}' failed at {position / rate_hz:.2f} s{of_total} (libsndfile: {reason}). "
+                    "The file is damaged or truncated; export, copy or download it again.",
+                    position, reason) from exc
             if len(data) == 0:
                 return
             position += len(data)
@@ -267,12 +383,17 @@ def _read_pieces(info: AudioInfo, read_frames: int) -> Iterator[np.ndarray]:
 
 
 def iter_blocks(path: str | os.PathLike, target_rate_hz: int = 16000,
-                block_s: float = 4.0) -> Iterator[np.ndarray]:
+                block_s: float = 4.0) -> Generator[np.ndarray, None, DecodeReport]:
     """Decode `path` block by block; yield float32 mono blocks (round(block_s * target_rate_hz),) at
-    target_rate_hz, the last one shorter. Channels are averaged; NaN -> 0, +-inf -> +-1 (one warning).
+    target_rate_hz, the last one shorter. Channels are averaged; NaN -> 0, +-inf -> +-1, and float
+    samples beyond full scale are clipped to [-1, 1] (one warning each), so that the model never sees
+    values its 16-bit training audio could not hold (+-3e38 overflowed the fbank into NaN scores).
 
     Only one block of the file is in memory at a time. Raises AudioError if the file cannot be opened
-    or holds no samples; if it fails to decode midway, the decodable part is yielded first.
+    or holds no decodable samples. A file that is truncated or damaged (decoding fails midway, it ends
+    before its header says, or its header declares more data than the file holds) yields the audio that
+    decodes, and the DecodeReport returned at the end says where and why (see docs/policies.md).
+    A file whose header gives no length (a FLAC stream) is read to its end.
     """
     target_rate_hz = _check_rate("target_rate_hz", target_rate_hz)
     if not (isinstance(block_s, numbers.Real) and math.isfinite(block_s) and block_s > 0):
@@ -284,6 +405,7 @@ def iter_blocks(path: str | os.PathLike, target_rate_hz: int = 16000,
     num_pending = 0
     num_read = 0
     num_nonfinite = 0
+    num_clipped, max_peak = 0, 0.0
     decode_error: AudioError | None = None
     try:
         try:
@@ -293,6 +415,11 @@ def iter_blocks(path: str | os.PathLike, target_rate_hz: int = 16000,
                 if not finite.all():
                     num_nonfinite += data.size - int(np.count_nonzero(finite))
                     np.nan_to_num(data, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+                peak = float(np.max(np.abs(data))) if data.size else 0.0
+                if peak > 1.0:          # float files only: PCM decodes to [-1, 1)
+                    num_clipped += int(np.count_nonzero(np.abs(data) > 1.0))
+                    max_peak = max(max_peak, peak)
+                    np.clip(data, -1.0, 1.0, out=data)
                 mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]  # (n,)
                 out = resampler.process(mono)
                 pending.append(out)
@@ -302,29 +429,53 @@ def iter_blocks(path: str | os.PathLike, target_rate_hz: int = 16000,
                     num_full = len(merged) // block_len * block_len
                     yield from np.split(merged[:num_full], num_full // block_len)
                     pending, num_pending = [merged[num_full:]], len(merged) - num_full
-        except AudioError as exc:       # failed midway: deliver what was decoded, then raise
+        except _DecodeFailed as exc:    # failed midway: deliver what was decoded, then report it
             if num_read == 0:
                 raise
             decode_error = exc
         if num_read == 0:
             raise AudioError(f"'{info.path}' contains no audio samples that can be decoded. "
                              "Record or export the audio again.")
-        if decode_error is None and num_read < info.num_samples:
-            logger.warning("'%s' ended after %.2f s although its header says %.2f s; it may be truncated",
-                           info.path, num_read / info.sample_rate_hz, info.duration_s)
         rest = np.concatenate(pending + [resampler.flush()])
         yield from (rest[i:i + block_len] for i in range(0, len(rest), block_len))
+        decoded_s = num_read / info.sample_rate_hz
         if decode_error is not None:
-            raise decode_error
+            of_total = f" of {info.duration_s:.2f} s" if info.duration_s is not None else ""
+            warning = (f"decoding failed at {decoded_s:.2f} s{of_total} (libsndfile: {decode_error.reason}): "
+                       "the file is truncated or damaged; only the audio before that point was decoded")
+        elif info.header_damage:
+            warning = (f"{info.header_damage}: the file is truncated; only the {decoded_s:.2f} s it holds "
+                       "were decoded")
+        elif info.num_samples is not None and num_read < info.num_samples:
+            warning = (f"the file ended after {decoded_s:.2f} s although its header says "
+                       f"{info.duration_s:.2f} s: it is truncated; only those {decoded_s:.2f} s were decoded")
+        else:
+            warning = ""
+        return DecodeReport(num_samples=num_read, sample_rate_hz=info.sample_rate_hz,
+                            truncated_at_s=decoded_s if warning else None, warning=warning,
+                            nonfinite_samples=num_nonfinite, clipped_samples=num_clipped)
     finally:
         if num_nonfinite:
             logger.warning("'%s' contains %d non-finite samples (NaN or inf); replaced NaN by 0 and "
                            "+-inf by +-1", info.path, num_nonfinite)
+        if num_clipped:
+            logger.warning("'%s' has %d samples outside [-1, 1] (peak %.3g); clipped to [-1, 1] as a "
+                           "conversion to 16-bit PCM would", info.path, num_clipped, max_peak)
 
 
 def read_audio(path: str | os.PathLike, target_rate_hz: int = 16000) -> np.ndarray:
     """Decode the whole file to float32 mono (N,) at target_rate_hz (for short clips and tests).
 
-    Raises AudioError like iter_blocks; a file that fails midway gives no partial result here.
+    Raises AudioError like iter_blocks; a truncated or damaged file gives no partial result here.
     """
-    return np.concatenate(list(iter_blocks(path, target_rate_hz)))
+    blocks = iter_blocks(path, target_rate_hz)
+    decoded = []
+    while True:
+        try:
+            decoded.append(next(blocks))
+        except StopIteration as end:
+            report: DecodeReport = end.value
+            break
+    if report.warning:
+        raise AudioError(f"'{os.fspath(path)}': {report.warning}. Export, copy or download it again.")
+    return np.concatenate(decoded)

@@ -85,7 +85,8 @@ def collect_audio(paths: list[str]) -> list[tuple[Path, Path]]:
     return found
 
 
-def _duration_or_zero(path: Path) -> float:
+def _duration_or_zero(path: Path) -> float | None:
+    """Seconds in the file's header; None when the header does not say (a stream), 0 when unreadable."""
     from core.audio_io import probe
     try:
         return probe(path).duration_s
@@ -115,8 +116,10 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     durations = {path: _duration_or_zero(path) for path, _ in files}  # bad files fail later, one by one
     failures, results = 0, []
-    bar = tqdm(total=sum(durations.values()), unit="s", file=sys.stderr, dynamic_ncols=True,
-               disable=args.quiet, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
+    known = None not in durations.values()  # a stream of unknown length: the bar counts without a total
+    bar = tqdm(total=sum(durations.values()) if known else None, unit="s", file=sys.stderr, dynamic_ncols=True,
+               disable=args.quiet, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]"
+               if known else "{n:.0f} s audio [{elapsed}]")
     for path, root in files:
         out_dir = out_root / path.parent.relative_to(root) if out_root else path.parent
         bar.set_postfix_str(path.name)
@@ -134,7 +137,13 @@ def run_analyze(args: argparse.Namespace) -> int:
             events = detect_events(timeline, event_config)
             export_timeline(timeline, events, event_config, out_dir, formats, overwrite=args.force)
             results.append((timeline, events))
-            tqdm.write(f"{path}: {len(events)} events in {timeline.num_windows} windows -> {out_dir}", file=sys.stderr)
+            if warning := timeline.extra.get("warning"):  # truncated/damaged: analysed as far as it decodes
+                failures += 1
+                tqdm.write(f"error: {path}: {warning}; {len(events)} events in what decoded -> {out_dir}",
+                           file=sys.stderr)
+            else:
+                tqdm.write(f"{path}: {len(events)} events in {timeline.num_windows} windows -> {out_dir}",
+                           file=sys.stderr)
         except (TaggerError, OSError) as e:
             failures += 1
             tqdm.write(f"error: {path}: {e}", file=sys.stderr)
@@ -147,7 +156,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                        "the traceback and report it)", file=sys.stderr)
             if args.debug:
                 traceback.print_exc()
-        bar.update(durations[path] - counted)
+        bar.update((durations[path] if durations[path] is not None else counted) - counted)
     bar.close()
     if args.combined and results:
         try:

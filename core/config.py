@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -76,6 +77,15 @@ class FeatureConfig:
                              "num_frames"))
         if self.padding not in PADDINGS:
             raise ConfigError(f"feature padding must be one of {sorted(PADDINGS)}, got {self.padding!r}")
+        for name in ("mean", "std"):   # a NaN/inf mean or a std <= 0 makes every score NaN
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ConfigError(f"feature {name} must be a finite number (the checkpoint's dataset statistic, "
+                                  f"e.g. {FeatureConfig.__dataclass_fields__[name].default}), got {value!r}; "
+                                  "the model file's feature statistics are damaged")
+        if self.std <= 0:
+            raise ConfigError(f"feature std must be > 0 (features are divided by 2 * std), got {self.std!r}; "
+                              "the model file's feature statistics are damaged")
 
     @property
     def pad_log_mel(self) -> float:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +13,13 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from core.audio_io import AudioInfo, StreamingResampler, iter_blocks, probe, read_audio
+from core.audio_io import AudioInfo, DecodeReport, StreamingResampler, iter_blocks, probe, read_audio
 from core.errors import AudioError
 
 
 def _noise(num_samples: int, num_channels: int = 1, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    x = 0.3 * rng.standard_normal((num_samples, num_channels)).astype(np.float32)
+    x = np.clip(0.3 * rng.standard_normal((num_samples, num_channels)), -1, 1).astype(np.float32)  # full scale
     return x[:, 0] if num_channels == 1 else x
 
 
@@ -223,29 +226,125 @@ def test_m4a_is_unsupported_with_conversion_hint(tmp_path) -> None:
     assert "soundfile" in msg and "cannot read" in msg and "WAV or FLAC" in msg and "ffmpeg" in msg
 
 
+def _decode(path, **kwargs) -> tuple[np.ndarray, DecodeReport]:
+    """All blocks of iter_blocks and the DecodeReport it returns."""
+    blocks, gen = [], iter_blocks(path, **kwargs)
+    while True:
+        try:
+            blocks.append(next(gen))
+        except StopIteration as end:
+            return np.concatenate(blocks), end.value
+
+
 @pytest.mark.parametrize("block_s", [1.0, 4.0])
-def test_truncated_flac_yields_decodable_part_then_clean_error(tmp_path, block_s: float) -> None:
+def test_truncated_flac_yields_decodable_part_and_reports_it(tmp_path, block_s: float) -> None:
     # libsndfile 1.2.2 keeps the header's length (10 s) and raises "flac decoder lost sync" on the read
     # that reaches the cut, dropping that whole read. iter_blocks re-reads that stretch in 10 ms steps,
-    # yields the decodable audio, then raises an AudioError naming the file and the time.
+    # yields the decodable audio, and reports where and why it stopped (issue 10, defect 8: one policy).
     path = tmp_path / "cut.flac"
     sf.write(path, _noise(16000 * 10), 16000, subtype="PCM_16")
     original, _ = sf.read(path, dtype="float32")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     assert probe(path).duration_s == 10.0
-    decoded = []
-    with pytest.raises(AudioError) as info:
-        for block in iter_blocks(path, 16000, block_s=block_s):
-            decoded.append(block)
-    msg = str(info.value)
-    assert "cut.flac" in msg and "failed at" in msg and "of 10.00 s" in msg and "truncated" in msg
-    assert "lost sync" in msg
-    failed_at_s = float(msg.split("failed at ")[1].split(" s")[0])
-    assert 4.0 < failed_at_s < 6.0                          # half the bytes of incompressible noise
-    y = np.concatenate(decoded)
-    assert len(y) == round(failed_at_s * 16000)
+    y, report = _decode(path, target_rate_hz=16000, block_s=block_s)
+    msg = report.warning
+    assert "failed at" in msg and "of 10.00 s" in msg and "truncated" in msg and "lost sync" in msg
+    assert 4.0 < report.truncated_at_s < 6.0                  # half the bytes of incompressible noise
+    assert f"failed at {report.truncated_at_s:.2f} s" in msg
+    assert len(y) == report.num_samples == round(report.truncated_at_s * 16000)
     np.testing.assert_array_equal(y, original[: len(y)])
+    with pytest.raises(AudioError, match="cut.flac.*lost sync"):   # read_audio: whole files or nothing
+        read_audio(path)
+
+
+def _cut_wav(path: Path, how: str, rate_hz: int = 16000) -> np.ndarray:
+    """Write 2 s of noise as a WAV, then damage it as a careless copy or a crashed recorder would."""
+    x = _noise(2 * rate_hz, 2 if how == "mid_frame_24bit" else 1, seed=4)
+    sf.write(path, x, rate_hz, subtype="PCM_24" if how == "mid_frame_24bit" else "PCM_16")
+    data = bytearray(path.read_bytes())
+    if how == "mid_sample":
+        data = data[: len(data) // 2 + 1]              # ends on half a 16-bit sample
+    elif how == "mid_frame_24bit":
+        data = data[: len(data) - 4]                   # ends inside a 6-byte stereo frame
+    elif how == "header_claims_more":
+        i = data.find(b"data")
+        size = int.from_bytes(data[i + 4:i + 8], "little")
+        data[i + 4:i + 8] = (2 * size).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return sf.read(path, dtype="float32", always_2d=True)[0].mean(axis=1, dtype=np.float32)
+
+
+@pytest.mark.parametrize("how", ["mid_sample", "mid_frame_24bit", "header_claims_more"])
+def test_truncated_wav_is_reported(tmp_path, how: str) -> None:
+    """libsndfile silently shortens a WAV whose data chunk claims more bytes than the file holds (its log
+    says 'should be'); that is what a cut copy looks like, so it is reported like a cut FLAC."""
+    path = tmp_path / f"{how}.wav"
+    decodable = _cut_wav(path, how)
+    y, report = _decode(path)
+    np.testing.assert_array_equal(y, decodable)
+    assert report.truncated_at_s == pytest.approx(len(decodable) / 16000)
+    assert "truncated" in report.warning and "header" in report.warning
+    with pytest.raises(AudioError, match="truncated"):
+        read_audio(path)
+
+
+def test_wav_truncated_while_it_is_decoded_is_reported(tmp_path) -> None:
+    path = tmp_path / "shrinking.wav"
+    sf.write(path, _noise(16000 * 4), 16000, subtype="PCM_16")
+    gen = iter_blocks(path, 16000, block_s=0.5)
+    first = next(gen)
+    os.truncate(path, 44 + 2 * 16000)                   # another program cuts it to 1 s meanwhile
+    blocks = [first]
+    with pytest.raises(StopIteration) as end:
+        while True:
+            blocks.append(next(gen))
+    report = end.value.value
+    assert report.truncated_at_s == pytest.approx(1.0)
+    assert "ended after 1.00 s" in report.warning and "4.00 s" in report.warning
+    assert sum(len(b) for b in blocks) == 16000
+
+
+def test_complete_files_report_nothing(tmp_path) -> None:
+    path = tmp_path / "whole.flac"
+    sf.write(path, _noise(44100), 44100, subtype="PCM_16")
+    _, report = _decode(path)
+    assert report.truncated_at_s is None and report.warning == "" and report.num_samples == 44100
+
+
+def streamed_flac(source: Path, target: Path) -> Path:
+    """A FLAC whose STREAMINFO says 'total samples unknown' (0), as ffmpeg writes to a pipe."""
+    data = bytearray(source.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0        # STREAMINFO is the first metadata block
+    fields = int.from_bytes(data[18:26], "big")              # rate 20 | channels 3 | bits 5 | total 36
+    data[18:26] = (fields & ~((1 << 36) - 1)).to_bytes(8, "big")
+    data[26:42] = bytes(16)                                  # MD5 unknown too
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_streamed_flac_of_unknown_length_decodes_whole(tmp_path, esc50_clip) -> None:
+    """Issue 10, defect 9: refused as 'failed at 4.99 s of 576460752303423.50 s'."""
+    path = streamed_flac(esc50_clip, tmp_path / "streamed.flac")
+    info = probe(path)
+    assert info.num_samples is None and info.duration_s is None
+    y, report = _decode(path)
+    np.testing.assert_array_equal(y, sf.read(esc50_clip, dtype="float32")[0])
+    assert report.truncated_at_s is None and report.warning == "" and report.num_samples == len(y)
+
+
+def test_wav_stream_with_placeholder_size_is_not_truncated(tmp_path) -> None:
+    """Streaming writers put 0xFFFFFFFF in the data size when they cannot seek back: unknown, not cut."""
+    path = tmp_path / "pipe.wav"
+    x = _noise(16000)
+    sf.write(path, x, 16000, subtype="FLOAT")
+    data = bytearray(path.read_bytes())
+    i = data.find(b"data")
+    data[4:8] = data[i + 4:i + 8] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    y, report = _decode(path)
+    np.testing.assert_array_equal(y, x)
+    assert report.truncated_at_s is None and report.warning == ""
 
 
 @pytest.mark.parametrize("fmt, subtype, ext", [("OGG", "VORBIS", "ogg"), ("OGG", "OPUS", "opus"),
@@ -267,3 +366,98 @@ def test_compressed_formats_decode_to_the_same_sound(tmp_path, fmt: str, subtype
     lag = lag if lag < 2000 else lag - 4000
     a, b = (decoded[lag:n], wave[:n - lag]) if lag >= 0 else (decoded[:n + lag], wave[-lag:n])
     assert np.corrcoef(a, b)[0, 1] > 0.95
+
+
+# --- odd sample rates: bounded memory, exact timing (issue 10, defect 4) ---------------------------
+
+ODD_RATE_MEMORY = """
+import resource, sys, tracemalloc
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))   # a runaway kernel fails here, not the machine
+import numpy as np, soundfile as sf
+from core.audio_io import read_audio
+for rate in map(int, sys.argv[2:]):
+    path = f"{sys.argv[1]}/odd{rate}.wav"
+    t = np.arange(5 * rate) / rate                                  # 5 s, as in the issue
+    sf.write(path, 0.5 * np.sin(2 * np.pi * 1000 * t), rate, subtype="FLOAT")
+    tracemalloc.start()
+    try:
+        y = read_audio(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    except MemoryError:
+        y, peak = np.zeros(0), float("inf")
+    tracemalloc.stop()
+    print(rate, len(y), peak / 2**20)
+"""
+
+
+def test_odd_rates_resample_in_bounded_memory(tmp_path) -> None:
+    """16001, 8009 and 44101 Hz have no common factor with 16 kHz: the (16000, rate) polyphase table of
+    torchaudio's method took 2-8 GB. Decoding 5 s must stay within a few MB at any rate."""
+    out = subprocess.run([sys.executable, "-c", ODD_RATE_MEMORY, str(tmp_path), "16001", "8009", "44101", "44100"],
+                         capture_output=True, text=True, timeout=300, cwd=str(Path(__file__).parents[2]))
+    assert out.returncode == 0, out.stderr[-2000:]
+    peaks = {}
+    for line in out.stdout.split("\n"):
+        if line:
+            rate, num_out, peak_mb = line.split()
+            assert int(num_out) == 80000, line                       # ceil(5 s * 16000)
+            peaks[int(rate)] = float(peak_mb)
+    assert set(peaks) == {16001, 8009, 44101, 44100}
+    assert max(peaks.values()) < 64, f"peak traced memory per 5 s decode (MB): {peaks}"
+
+
+@pytest.mark.parametrize("orig_hz", [16001, 8009, 44101, 12345])
+def test_odd_rates_keep_frequency_and_timing(orig_hz: int) -> None:
+    """A 1 kHz sine stays a 1 kHz sine in phase to the last sample: no rate approximation, no drift."""
+    n = 5 * orig_hz
+    x = (0.5 * np.sin(2 * np.pi * 1000 * np.arange(n) / orig_hz)).astype(np.float32)
+    y = _stream(StreamingResampler(orig_hz, 16000), x, [4410] * (n // 4410))
+    assert len(y) == -(-n * 16000 // orig_hz)
+    expected = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(len(y)) / 16000)
+    inner = slice(200, len(y) - 200)                                 # the zero-padded edges ring, as in torchaudio
+    assert np.max(np.abs(y[inner] - expected[inner])) < 2e-3
+
+
+@pytest.mark.parametrize("orig_hz, new_hz", [(12345, 16000), (16000, 12345)])
+def test_odd_rates_match_torchaudio(orig_hz: int, new_hz: int) -> None:
+    """Rates with large reduced factors (2469/3200) take the per-sample kernel path; it computes the same
+    filter as torchaudio (whose table is still small enough to build here). The reference runs in float64:
+    torchaudio's float32 table has offsets rounded to 1e-4 of a tap at such factors, the exact positions
+    of the per-sample path do not."""
+    x = _noise(orig_hz // 2 + 17, seed=orig_hz)
+    ref = _reference(x.astype(np.float64), orig_hz, new_hz).astype(np.float32)
+    rng = np.random.default_rng(5)
+    for sizes in ([int(s) for s in rng.integers(0, 3000, size=10)], [1] * 700, []):
+        y = _stream(StreamingResampler(orig_hz, new_hz), x, sizes)
+        assert y.dtype == np.float32 and len(y) == len(ref)
+        np.testing.assert_allclose(y, ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("orig_hz, new_hz", [(44100, 16000), (8000, 16000), (48000, 16000)])
+def test_per_sample_kernel_equals_the_table_on_common_rates(monkeypatch, orig_hz: int, new_hz: int) -> None:
+    import core.audio_io as audio_io
+    x = _noise(orig_hz // 4 + 3, seed=7)
+    ref = _reference(x, orig_hz, new_hz)
+    monkeypatch.setattr(audio_io, "_MAX_TABLE_ENTRIES", 0)          # force the per-sample path
+    y = _stream(StreamingResampler(orig_hz, new_hz), x, [333] * 20)
+    assert len(y) == len(ref)
+    np.testing.assert_allclose(y, ref, atol=1e-5, rtol=0)
+
+
+# --- huge float samples (issue 10, defect 5) -------------------------------------------------------
+
+def test_float_samples_beyond_full_scale_are_clipped_with_one_warning(tmp_path, caplog) -> None:
+    """+-3e38 is finite but overflows the resampler and the fbank (scores became NaN). Samples outside
+    [-1, 1] are clipped, as any conversion to 16-bit PCM (the audio AST was trained on) clips them."""
+    x = _noise(16000)
+    x[10], x[20], x[30] = 3e38, -3e38, 1.5
+    path = tmp_path / "huge.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    with caplog.at_level(logging.WARNING, logger="core.audio_io"):
+        y = read_audio(path)
+        y44 = read_audio(path, 44100)
+    assert y[10] == 1.0 and y[20] == -1.0 and y[30] == 1.0
+    np.testing.assert_array_equal(np.delete(y, [10, 20, 30]), np.delete(x, [10, 20, 30]))
+    assert np.isfinite(y44).all() and np.abs(y44).max() < 1.2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and all("huge.wav" in w and "3 samples outside [-1, 1]" in w for w in warnings)

@@ -77,13 +77,14 @@ def test_folder_with_bad_files_analyses_the_rest(tiny_hf_dir, esc50_clip, tmp_pa
     assert len(error_lines) == len(bad), err
     for name, path in bad.items():
         assert any(str(path) in line for line in error_lines), (name, err)
-        assert not (tmp_path / "out" / "sub" / f"{path.stem}.tags.csv").exists()
+        exported = name == "truncated"  # analysed as far as it decodes, then failed (docs/policies.md)
+        assert (tmp_path / "out" / "sub" / f"{path.stem}.tags.csv").exists() == exported
     assert "Traceback" not in err
     assert (tmp_path / "out" / "good.tags.csv").exists()
     assert (tmp_path / "out" / "sub" / "tiny.scores.csv").exists()  # a correct, padded single window
     with open(tmp_path / "out" / "combined.scores.csv", newline="") as f:
         files = {row[0] for row in list(csv.reader(f))[1:]}
-    assert files == {str(folder / "good.flac"), str(folder / "sub" / "tiny.wav")}
+    assert files == {str(folder / "good.flac"), str(folder / "sub" / "tiny.wav"), str(bad["truncated"])}
     assert not list((tmp_path / "out").rglob("*.tmp"))
 
 
