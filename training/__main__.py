@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--esc50", default=None, help="ESC-50 folder for the excerpt check (default ../shared/data/esc50)")
     s.add_argument("--index-cache", default=None, help="ESC-50 fingerprint index cache (.npz)")
     s.add_argument("--threads", type=int, default=1, help="torch / onnxruntime CPU threads (default 1)")
+    s.add_argument("--markdown", default=None, help="also write the tables (as in docs/ood.md) here")
     s = sub.add_parser("metrics-file", help="assemble the metrics file shipped next to a model")
     s.add_argument("model")
     s.add_argument("--report", required=True, help="JSON written by `report`")
@@ -101,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             result = evaluate(args.model, args.root, out=args.out, peer=args.peer, cap=args.cap, seed=args.seed,
                               esc50=args.esc50, index_cache=args.index_cache, threads=args.threads)
             print(json.dumps({k: v for k, v in result.items() if k != "manifest"}, indent=1))
+            if args.markdown:
+                from pathlib import Path
+
+                from training.ood import to_markdown
+                Path(args.markdown).write_text(to_markdown(result))
         else:
             from training.report import report
             result = report(args.model, out=args.out, esc50=args.esc50, fsdd=args.fsdd, fold=args.fold,

@@ -26,7 +26,7 @@ import numpy as np
 from core.audio_io import read_audio
 from core.errors import AudioError
 from training.data import synth_audio
-from training.sources import REPOS, checkout
+from training.sources import REPOS, Repo, checkout
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _files(root: Path, spec: SourceSpec) -> list[Path]:
 
 
 def build_manifest(root: str | Path, index: ExcerptIndex | None = None, cap: int = 150, seed: int = 0,
-                   sources: Sequence[SourceSpec] = SOURCES, repos: dict | None = None,
+                   sources: Sequence[SourceSpec] = SOURCES, repos: dict[str, Repo] | None = None,
                    dropped: dict | None = None) -> list[EvalClip]:
     """The evaluation clips, deterministically: per source its files in a seeded order (seed + CRC of the
     source name), keeping decodable ones that are neither an ESC-50 excerpt (`index`) nor an exact duplicate of
@@ -113,8 +113,7 @@ def build_manifest(root: str | Path, index: ExcerptIndex | None = None, cap: int
     clips: list[EvalClip] = []
     for spec in sources:
         repo = repos[spec.repo]
-        base = checkout(repo, root) if hasattr(repo, "commit") else Path(root) / spec.repo
-        commit = getattr(repo, "commit", "")
+        base, commit = checkout(repo, root), repo.commit
         files = _files(base, spec)
         order = np.random.default_rng(seed + zlib.crc32(spec.name.encode())).permutation(len(files))
         seen: set[str] = set()
@@ -386,3 +385,52 @@ def evaluate(model: str | None = None, root: str | Path = "/work/corpora/repos",
     if out:
         Path(out).write_text(json.dumps(result, indent=1))
     return result
+
+
+def to_markdown(result: dict) -> str:
+    """The tables of docs/ood.md from an `evaluate` result: per source, per class, speech per language,
+    false tags on ambience and music, shortcut files; one column per tagger."""
+    names = [k for k in ("model", "yamnet") if k in result]
+    head = "| | " + " | ".join(f"{n} top-1 | {n} tagged" for n in names) + " |\n|---" + "|---|---" * len(names) + "|\n"
+
+    def rows(key: str) -> str:
+        keys = list(result[names[0]][key])
+        return "".join(f"| {k} ({result[names[0]][key][k]['clips']}) | " + " | ".join(
+            f"{result[n][key][k]['top1']:.0%} | {result[n][key][k]['tagged']:.0%}" for n in names) + " |\n"
+            for k in keys)
+
+    overall = "| **all labelled clips** | " + " | ".join(
+        f"**{result[n]['top1']:.1%}** | **{result[n]['tagged']:.1%}**" for n in names) + " |\n"
+    macro = "| mean over classes | " + " | ".join(
+        f"{result[n]['top1_macro_over_classes']:.1%} | " for n in names) + " |\n"
+    out = ["### Per source (clips)\n\n" + head + rows("per_source") + overall,
+           "### Per class (clips)\n\n" + head + rows("per_class") + overall + macro]
+    langs = list(result[names[0]]["speech_per_language"])
+    out.append("### Speech tagged, per language / source (clips)\n\n| | " + " | ".join(names) + " |\n|---"
+               + "|---" * len(names) + "|\n" + "".join(
+                   f"| {lang} ({result[names[0]]['speech_per_language'][lang]['clips']}) | " + " | ".join(
+                       f"{result[n]['speech_per_language'][lang]['tagged']:.0%}" for n in names) + " |\n"
+                   for lang in langs)
+               + "| **all speech** | " + " | ".join(f"**{result[n]['speech_tagged']:.1%}**" for n in names) + " |\n")
+    srcs = list(result[names[0]]["false_tags"]["per_source"])
+
+    def ft(n: str, s: str) -> str:
+        t = result[n]["false_tags"]["per_source"][s]
+        labels = ", ".join(f"{k} {v}" for k, v in sorted(t["labels"].items(), key=lambda kv: -kv[1]))
+        return f"{t['false_tags']} = {t['false_tags_per_10min']:.1f} ({labels or '-'})"
+    out.append("### False tags on ambience and music (count = per 10 min (labels))\n\n| source (clips, min) | "
+               + " | ".join(names) + " |\n|---" + "|---" * len(names) + "|\n" + "".join(
+                   f"| {s} ({result[names[0]]['false_tags']['per_source'][s]['clips']}, "
+                   f"{result[names[0]]['false_tags']['per_source'][s]['minutes']:.1f}) | "
+                   + " | ".join(ft(n, s) for n in names) + " |\n" for s in srcs)
+               + "| **all** | " + " | ".join(f"**{result[n]['false_tags']['false_tags_per_10min']:.1f} per 10 min**"
+                                             for n in names) + " |\n")
+    sc = "### Shortcut files (every tag is false)\n\n"
+    for n in names:
+        r = result[n]["shortcut"]
+        sc += f"- **{n}**: {r['files_tagged']} of {r['files']} files tagged ({r['tags']} tags)"
+        sc += (": " + "; ".join(f"{k}: {', '.join(v)}" for k, v in r["tagged_files"].items())) if r["tagged_files"] \
+            else ""
+        sc += "\n"
+    out.append(sc)
+    return "\n".join(out)

@@ -70,7 +70,8 @@ class YamnetPeer:
         patches = waveform_to_yamnet_patches(np.asarray(wave_16k, np.float32))       # (P, 1, 96, 64)
         logits = np.concatenate([run_yamnet_onnx(self.session, patches[i:i + 1], quant_params=self.quant)
                                  for i in range(len(patches))])
-        return 1.0 / (1.0 + np.exp(-logits))     # the export ends at the logits; YAMNet's scores are sigmoids
+        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)  # the export ends at the
+        # logits (YAMNet's own scores are their sigmoids); float64: exp(78) overflows float32
 
     def timeline(self, path: str, hop_s: float | None = None) -> Timeline:
         """The file's patches as a Timeline of our mappable labels (hop_s is ignored: YAMNet's hop is 0.48 s)."""
