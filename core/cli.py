@@ -6,8 +6,11 @@ Exit codes: 0 every file succeeded, 1 some failed (the others are still analysed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -93,8 +96,27 @@ def _duration_or_zero(path: Path) -> float:
         return 0.0
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt like Ctrl-C (main thread only), so that an export in progress is
+    rolled back instead of leaving a partial set; the previous handler is restored on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_analyze(args: argparse.Namespace) -> int:
     """The `analyze` subcommand."""
+    with sigterm_as_interrupt():
+        return _run_analyze(args)
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from core.analyze import Analyzer

@@ -7,10 +7,12 @@ Times are seconds from the start of the source, written with exactly 3 decimals;
 CSV files: UTF-8, comma separated, RFC 4180 quoting (label names contain commas), "\\n" line ends.
 TSV / txt files: TAB separated; tabs and line breaks inside names and paths become spaces.
 
-Safety: every target path is checked before anything is written (ExportExistsError unless overwrite);
-each file goes to a temp file in the same folder, is flushed and fsynced, then renamed into place.
-On an OS error (disk full, no permission) the temp file is removed, files already written in the call are
-kept (they are complete), and ExportError names the file and the reason.
+Safety: the files of one call are one set, written with core.atomic.write_set: under an exclusive lock on
+the stem in the output folder (two processes never mix their files), every target is checked
+(ExportExistsError unless overwrite; nothing written), every file goes to a temp file that is fsynced, and
+only then are all renamed into place. On an OS error (disk full, no permission), SIGINT or SIGTERM nothing
+of the set is left: files renamed are removed again and files replaced are restored; ExportError names
+the file and the reason. Temp files of a killed run are removed by the next export into that folder.
 """
 from __future__ import annotations
 
@@ -18,9 +20,7 @@ import csv
 import functools
 import json
 import os
-import stat
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 
+from core.atomic import LockTimeout, SetExistsError, SetWriteError, write_set
 from core.config import EventConfig
 from core.errors import ConfigError, ExportError, ExportExistsError
 from core.events import thresholds_for
@@ -231,7 +232,7 @@ def _layout(key: str, parts: list[_Part], config: EventConfig, combined: bool
     return delimiter, header, make_rows(parts, combined)
 
 
-def _write_table(f: TextIO, delimiter: str, header: list[str] | None, rows: Iterable[list[str]]) -> None:
+def _write_table(f: TextIO, *, delimiter: str, header: list[str] | None, rows: Iterable[list[str]]) -> None:
     if delimiter == ",":
         writer = csv.writer(f, lineterminator="\n")   # QUOTE_MINIMAL: RFC 4180 quoting where needed
         if header is not None:
@@ -244,20 +245,7 @@ def _write_table(f: TextIO, delimiter: str, header: list[str] | None, rows: Iter
         f.write(delimiter.join(_flat(field) for field in row) + "\n")
 
 
-# ---- atomic writing -------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=1)
-def _new_file_mode() -> int:
-    """0o666 minus the process umask (read without os.umask, which is not thread-safe), else 0o644."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o644
-
+# ---- writing: one export set, all or nothing (core/atomic.py) -------------------------------------
 
 def _exists_error(paths: list[Path]) -> ExportExistsError:
     names = ", ".join(str(p) for p in paths)
@@ -266,59 +254,21 @@ def _exists_error(paths: list[Path]) -> ExportExistsError:
                              "or choose another output folder or name.", paths)
 
 
-def _write_atomic(target: Path, write: Callable[[TextIO], None], overwrite: bool) -> None:
-    """Write `target` through a temp file in its folder + fsync + os.replace; no temp file survives."""
-    temp_name = None
+def _write_all(jobs: list[tuple[str, Path, tuple]], out_dir: Path, stem: str, overwrite: bool) -> list[Path]:
+    """Write the jobs as one set under the lock of `stem` in out_dir: every file or none (see core/atomic.py)."""
+    members = [(path, functools.partial(_write_table, delimiter=delimiter, header=header, rows=rows))
+               for _, path, (delimiter, header, rows) in jobs]
     try:
-        mode = stat.S_IMODE(os.stat(target).st_mode) if os.path.exists(target) else _new_file_mode()
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=target.parent, delete=False,
-                                         prefix="." + target.name, suffix=".tmp") as f:
-            temp_name = f.name
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.chmod(temp_name, mode)   # NamedTemporaryFile creates 0o600
-        except OSError:
-            pass                        # e.g. a FAT drive: keep what the filesystem gives
-        if not overwrite and os.path.lexists(target):   # appeared since the check in _write_all
-            raise _exists_error([target])
-        os.replace(temp_name, target)
-        temp_name = None
-    except ExportExistsError:
-        raise
-    except OSError as e:
-        raise ExportError(f"could not write {target}: {e.strerror or e}. Files written before it are "
-                          "complete; free some space or choose another folder, then export again.") from e
-    finally:
-        if temp_name is not None:
-            try:
-                os.unlink(temp_name)
-            except OSError:
-                pass
-
-
-def _write_all(jobs: list[tuple[str, Path, tuple]], out_dir: Path, overwrite: bool) -> list[Path]:
-    existing = [path for _, path, _ in jobs if os.path.lexists(path)]
-    if existing and not overwrite:
-        raise _exists_error(existing)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ExportError(f"could not create the export folder {out_dir}: {e.strerror or e}") from e
-    written = []
-    for _, path, (delimiter, header, rows) in jobs:
-        _write_atomic(path, lambda f: _write_table(f, delimiter, header, rows), overwrite)
-        written.append(path)
-    try:   # make the renames durable (POSIX); best effort
-        fd = os.open(out_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-    return written
+        return write_set(members, lock_name=stem, overwrite=overwrite, encoding="utf-8", newline="")
+    except SetExistsError as e:
+        raise _exists_error(e.paths) from None
+    except SetWriteError as e:
+        raise ExportError(f"could not write {e.target}: {e.strerror or e}. Nothing of this export was kept "
+                          "(files it would replace are unchanged); free some space or choose another folder, "
+                          "then export again.") from e
+    except LockTimeout as e:
+        raise ExportError(f"{e}; another program is still writing {stem} files into {out_dir}. "
+                          "Wait for it or choose another folder.") from e
 
 
 # ---- public API -----------------------------------------------------------------------------------
@@ -368,7 +318,7 @@ def _export(parts: list[_Part], config: EventConfig, out_dir: Path, formats: Ite
     keys = _format_keys(formats)
     paths = target_paths(out_dir, stem, keys)
     jobs = [(key, path, _layout(key, parts, config, combined)) for key, path in zip(keys, paths)]
-    return _write_all(jobs, out_dir, overwrite)
+    return _write_all(jobs, out_dir, stem, overwrite)
 
 
 def export_timeline(timeline: Timeline, events: list[Event], event_config: EventConfig, out_dir: Path,

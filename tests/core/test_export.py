@@ -163,24 +163,36 @@ def test_overwrite_true_replaces(tmp_path):
     assert all_files(tmp_path) == sorted(p.name for p in paths)
 
 
-def test_disk_full_on_rename_of_second_file_leaves_no_temp_or_partial_file(tmp_path, monkeypatch):
-    real_replace, calls = os.replace, []
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_failed_rename_of_second_file_keeps_no_part_of_the_set(tmp_path, monkeypatch, overwrite):
+    """Defect 10 of issue 10: a failure between two renames left tags.csv without scores/params."""
+    if overwrite:
+        for suffix in (".tags.csv", ".scores.csv", ".params.csv"):
+            (tmp_path / f"dog walk{suffix}").write_text("old" + suffix)
+    real_replace, real_link, calls = os.replace, os.link, []
 
-    def replace(src, dst):
-        calls.append(dst)
-        if len(calls) == 2:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_replace(src, dst)
+    def fail_second(real):
+        def rename(src, dst, **kwargs):
+            if str(src).endswith(".tmp") and not str(dst).endswith(".tmp"):   # a temp renamed into place
+                calls.append(dst)
+                if len(calls) == 2:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(src, dst, **kwargs)
+        return rename
 
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "replace", fail_second(real_replace))
+    monkeypatch.setattr(os, "link", fail_second(real_link))
     with pytest.raises(ExportError, match="dog walk.scores.csv") as info:
-        export_timeline(make_timeline(), EVENTS, CONFIG, tmp_path)
-    assert os.strerror(errno.ENOSPC) in str(info.value)
-    assert all_files(tmp_path) == ["dog walk.tags.csv"]          # complete first file kept, nothing else
-    assert len(read_csv(tmp_path / "dog walk.tags.csv")) == 3
+        export_timeline(make_timeline(), EVENTS, CONFIG, tmp_path, overwrite=overwrite)
+    assert os.strerror(errno.ENOSPC) in str(info.value) and "Nothing of this export was kept" in str(info.value)
+    if overwrite:     # the previous set, unchanged
+        assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+            f"dog walk{s}": "old" + s for s in (".tags.csv", ".scores.csv", ".params.csv")}
+    else:
+        assert all_files(tmp_path) == []
 
 
-def test_disk_full_while_writing_leaves_no_temp_or_partial_file(tmp_path, monkeypatch):
+def test_disk_full_while_writing_leaves_nothing(tmp_path, monkeypatch):
     real_fsync, calls = os.fsync, []
 
     def fsync(fd):
@@ -192,7 +204,22 @@ def test_disk_full_while_writing_leaves_no_temp_or_partial_file(tmp_path, monkey
     monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(ExportError, match="dog walk.sv.csv"):
         export_timeline(make_timeline(), EVENTS, CONFIG, tmp_path, formats=["tags", "sv", "dcase"])
-    assert all_files(tmp_path) == ["dog walk.tags.csv"]
+    assert all_files(tmp_path) == []
+
+
+def test_interrupt_while_writing_leaves_nothing(tmp_path, monkeypatch):
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(KeyboardInterrupt):
+        export_timeline(make_timeline(), EVENTS, CONFIG, tmp_path)
+    assert all_files(tmp_path) == []
 
 
 def test_unknown_format_and_label_key_raise_config_error_before_writing(tmp_path):
