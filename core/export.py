@@ -6,6 +6,9 @@ thread, the live tagger thread or the GUI thread call them. No Qt, no torch.
 Times are seconds from the start of the source, written with exactly 3 decimals; scores with 4.
 CSV files: UTF-8, comma separated, RFC 4180 quoting (label names contain commas), "\\n" line ends.
 TSV / txt files: TAB separated; tabs and line breaks inside names and paths become spaces.
+Text cells (labels, ids, paths, model names; never numbers) that a spreadsheet would run as a formula,
+those starting with = + - @ TAB or CR, get a leading ' (OWASP, "CSV injection"; docs/policies.md).
+File-name bytes that are not UTF-8 are written as \\xNN, so every file stays valid UTF-8.
 
 Safety: the files of one call are one set, written with core.atomic.write_set: under an exclusive lock on
 the stem in the output folder (two processes never mix their files), every target is checked
@@ -34,7 +37,7 @@ from core.errors import ConfigError, ExportError, ExportExistsError
 from core.events import thresholds_for
 from core.timeline import Event, Timeline
 
-__all__ = ["FORMATS", "DEFAULT_FORMATS", "PACKAGE_VERSION", "code_version", "export_timeline",
+__all__ = ["FORMATS", "DEFAULT_FORMATS", "PACKAGE_VERSION", "COMBINED_REFUSED", "code_version", "export_timeline",
            "export_combined", "target_paths"]
 
 PACKAGE_VERSION = "0.1.0"
@@ -50,6 +53,9 @@ FORMATS: dict[str, str] = {          # format key (CLI) -> file name suffix afte
     "params": ".params.csv",         # parameters and provenance
 }
 DEFAULT_FORMATS = ("tags", "scores", "params")
+# No file column: a combined table would put several recordings on one timeline, so only one file per table.
+COMBINED_REFUSED = ("audacity", "sv")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")   # OWASP CSV injection: cells a spreadsheet evaluates
 
 TAGS_HEADER = ["Start (s)", "End (s)", "Scientific name", "Common name", "Confidence", "File", "model",
                "overlap", "min_conf", "window", "label_index", "mean_confidence", "peak_time", "source",
@@ -81,19 +87,37 @@ def _c4(score: float) -> str:
     return f"{float(score):.4f}"
 
 
+def _text(value: object) -> str:
+    """A text cell (label, id, path, name): valid UTF-8 (undecodable file-name bytes as \\xNN), never a
+    formula (a leading = + - @ TAB or CR gets a ' in front, OWASP), line breaks as \\n (quoted in CSV,
+    a space in TSV). Numbers never pass through here."""
+    text = str(value)
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if text.startswith(_FORMULA_STARTS):
+        text = "'" + text
+    return text.replace("\r\n", "\n").replace("\r", "\n")   # a bare CR would not be quoted by csv
+
+
 def _value(value: object) -> str:
-    """A params.csv value: floats without drift, containers as JSON."""
+    """A params.csv value: floats without drift, containers as JSON, text as _text."""
     if isinstance(value, np.generic):
         value = value.item()
     if value is None:
         return ""
+    if isinstance(value, str):
+        return _text(value)
     if isinstance(value, float):
         return repr(round(value, 6))
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, default=str)
+        return _text(json.dumps(value, default=str))
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    return str(value)
+    if isinstance(value, (bool, int, float)):
+        return str(value)
+    return _text(value)
 
 
 def _flat(text: str) -> str:
@@ -134,9 +158,10 @@ def _tags_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
         tl = part.timeline
         for e in part.events:
             label = tl.labels[e.label_index]
-            yield [_t3(e.start_s), _t3(e.end_s), label.id, label.name, _c4(e.peak_score), tl.source,
-                   tl.model_name, _t3(tl.window_s - tl.hop_s), _c4(part.thresholds[e.label_index, 0]),
-                   _t3(tl.window_s), str(e.label_index), _c4(e.mean_score), _t3(e.peak_time_s), tl.kind,
+            yield [_t3(e.start_s), _t3(e.end_s), _text(label.id), _text(label.name), _c4(e.peak_score),
+                   _text(tl.source), _text(tl.model_name), _t3(tl.window_s - tl.hop_s),
+                   _c4(part.thresholds[e.label_index, 0]),
+                   _t3(tl.window_s), str(e.label_index), _c4(e.mean_score), _t3(e.peak_time_s), _text(tl.kind),
                    _clock(tl, e.start_s)]
 
 
@@ -150,7 +175,7 @@ def _audacity_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
         for e in part.events:
             name = part.timeline.labels[e.label_index].name
             yield [_t3(part.offset_s + e.start_s), _t3(part.offset_s + e.end_s),
-                   f"{name} ({e.peak_score:.2f})"]
+                   _text(f"{name} ({e.peak_score:.2f})")]
 
 
 def _raven_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
@@ -161,8 +186,8 @@ def _raven_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
             selection += 1
             label = tl.labels[e.label_index]
             yield [str(selection), "Spectrogram 1", "1", _t3(part.offset_s + e.start_s),
-                   _t3(part.offset_s + e.end_s), "0.000", _t3(tl.sample_rate_hz / 2), label.name, label.id,
-                   _c4(e.peak_score), tl.source, _t3(e.start_s)]
+                   _t3(part.offset_s + e.end_s), "0.000", _t3(tl.sample_rate_hz / 2), _text(label.name),
+                   _text(label.id), _c4(e.peak_score), _text(tl.source), _t3(e.start_s)]
 
 
 def _sv_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
@@ -170,19 +195,20 @@ def _sv_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
         for e in part.events:
             start = round(part.offset_s + e.start_s, 3)
             end = round(part.offset_s + e.end_s, 3)
-            yield [_t3(start), _c4(e.peak_score), _t3(end - start), part.timeline.labels[e.label_index].name]
+            yield [_t3(start), _c4(e.peak_score), _t3(end - start), _text(part.timeline.labels[e.label_index].name)]
 
 
 def _dcase_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
     for part in parts:
         for e in part.events:
-            yield [part.timeline.source, _t3(e.start_s), _t3(e.end_s), part.timeline.labels[e.label_index].name]
+            yield [_text(part.timeline.source), _t3(e.start_s), _t3(e.end_s),
+                   _text(part.timeline.labels[e.label_index].name)]
 
 
 def _scores_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
     for part in parts:
         tl = part.timeline
-        prefix = [tl.source] if combined else []
+        prefix = [_text(tl.source)] if combined else []
         for start, end, row in zip(tl.starts_s.tolist(), tl.ends_s.tolist(), tl.scores):
             yield prefix + [_t3(start), _t3(end)] + [f"{x:.4f}" for x in row.tolist()]
 
@@ -190,20 +216,20 @@ def _scores_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
 def _params_rows_of(part: _Part, config: EventConfig) -> list[list[str]]:
     tl = part.timeline
     rows: dict[str, str] = {
-        "model": tl.model_name, "window_s": _t3(tl.window_s), "hop_s": _t3(tl.hop_s),
+        "model": _text(tl.model_name), "window_s": _t3(tl.window_s), "hop_s": _t3(tl.hop_s),
         "on_threshold": _value(config.on_threshold), "off_threshold": _value(config.off_threshold),
         "median_windows": str(config.median_windows), "min_duration_s": _t3(config.min_duration_s),
         "merge_gap_s": _t3(config.merge_gap_s)}
     for key, _ in config.label_thresholds:          # effective on threshold, one row per label
         label = tl.labels.find(str(key))
         rows[f"threshold:{label.id}"] = _value(float(part.thresholds[label.index, 0]))
-    rows.update({"device": tl.device, "sample_rate_hz": str(tl.sample_rate_hz), "source": tl.kind,
-                 "file": tl.source, "duration_s": _t3(tl.duration_s), "code_version": code_version()})
+    rows.update({"device": _text(tl.device), "sample_rate_hz": str(tl.sample_rate_hz), "source": _text(tl.kind),
+                 "file": _text(tl.source), "duration_s": _t3(tl.duration_s), "code_version": _text(code_version())})
     if tl.clock_start is not None:
         rows["clock_start"] = _value(tl.clock_start)
     for key, value in tl.extra.items():             # provenance; replaces a built-in row of the same name
         rows[str(key)] = _value(value)
-    return [[name, value] for name, value in rows.items()]
+    return [[_text(name), value] for name, value in rows.items()]
 
 
 # format key -> (delimiter, header or None, rows(parts, combined)); scores and params are built in _layout.
@@ -221,12 +247,12 @@ def _layout(key: str, parts: list[_Part], config: EventConfig, combined: bool
             ) -> tuple[str, list[str] | None, Iterable[list[str]]]:
     """(delimiter, header, rows) of one format."""
     if key == "scores":
-        names = parts[0].timeline.labels.names if parts else []
+        names = [_text(name) for name in parts[0].timeline.labels.names] if parts else []
         return ",", (["File"] if combined else []) + ["Start (s)", "End (s)"] + names, _scores_rows(parts, combined)
     if key == "params":
         if not combined:
             return ",", ["name", "value"], _params_rows_of(parts[0], config)
-        rows = [row + [part.timeline.source] for part in parts for row in _params_rows_of(part, config)]
+        rows = [row + [_text(part.timeline.source)] for part in parts for row in _params_rows_of(part, config)]
         return ",", ["name", "value", "file"], rows
     delimiter, header, make_rows = _WRITERS[key]
     return delimiter, header, make_rows(parts, combined)
@@ -342,14 +368,19 @@ def export_combined(items: list[tuple[Timeline, list[Event]]], event_config: Eve
 
     - tags, birdnet, dcase: the rows of every file; the File / filename column tells them apart and times
       are within each file.
-    - raven, audacity, sv: times run on across files as if the files were played one after another
-      (offset = sum of the previous files' duration_s); Raven also keeps `Begin Path` and the time within
-      the file in `File Offset (s)`; Selection numbers run on.
+    - raven: times run on across files as if the files were played one after another (offset = sum of
+      the previous files' duration_s); `Begin Path` names the file and `File Offset (s)` is the time
+      within it; Selection numbers run on.
+    - audacity, sv: no file column, so ConfigError for more than one file (COMBINED_REFUSED).
     - scores: a first column `File`, then `Start (s)`, `End (s)`, one column per label; every timeline
       must have the same labels (ExportError otherwise, before anything is written).
     - params: header `name,value,file`: the `name,value` rows of each file with its File value appended.
     Errors as in export_timeline.
     """
+    refused = [k for k in _format_keys(formats) if k in COMBINED_REFUSED]
+    if refused and len(items) > 1:
+        raise ConfigError(f"cannot combine {', '.join(refused)} tables of {len(items)} files: they have no file "
+                          "column, so the recordings would share one timeline; export them one file at a time")
     if "scores" in _format_keys(formats) and items:
         first = items[0][0].labels.ids
         differ = [tl.source for tl, _ in items if tl.labels.ids != first]

@@ -276,7 +276,63 @@ def test_combined_scores_need_the_same_labels(tmp_path):
     assert all_files(tmp_path) == []
 
 
-def test_combined_audacity_and_sv_times_run_on_like_raven(tmp_path):
-    audacity, sv = export_combined(two_files(), CONFIG, tmp_path, formats=["audacity", "sv"])
-    assert read_tsv(audacity)[-1] == ["8.000", "9.500", "Speech (0.70)"]
-    assert read_csv(sv)[-1] == ["8.000", "0.7000", "1.500", "Speech"]
+@pytest.mark.parametrize("fmt", ["audacity", "sv"])
+def test_combined_audacity_and_sv_are_refused_for_several_files(tmp_path, fmt):
+    """Issue 10, defect 14: without a file column, several recordings would share one timeline."""
+    with pytest.raises(ConfigError, match=f"{fmt}.*no file column"):
+        export_combined(two_files(), CONFIG, tmp_path, formats=["tags", fmt])
+    assert all_files(tmp_path) == []
+    [path] = export_combined(two_files()[:1], CONFIG, tmp_path, formats=[fmt])   # one file: its own timeline
+    assert path.name == f"combined{FORMATS[fmt]}"
+
+
+# ---- CSV injection (issue 10, defect 3) --------------------------------------------------------------
+
+HOSTILE = ["=HYPERLINK(\"http://x.invalid\",\"ok\")", "+1+cmd", "-2+3", "@SUM(A1)", "\tTab", "\rCR"]
+DANGER = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cells(path: Path) -> list[str]:
+    if path.suffix == ".csv":
+        return [c for row in read_csv(path) for c in row]
+    return [c for line in path.read_text(encoding="utf-8").split("\n") for c in line.split("\t")]
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize("combined", [False, True])
+def test_formula_cells_are_neutralised_in_every_format_and_numbers_stay_numbers(tmp_path, combined):
+    labels = LabelSet.from_names(HOSTILE, ids=["=id" + str(i) for i in range(len(HOSTILE))])
+    timeline = make_timeline(source="=cmd|' /C calc'!A0.wav", labels=labels, model_name="@model", device="-cpu",
+                             scores=np.full((6, len(HOSTILE)), 0.5, np.float32),
+                             extra={"gain_db": -3.5, "note": "+note", "=key": 1})
+    events = [Event(i, float(i), i + 0.5, 0.9, 0.8, i + 0.25) for i in range(len(HOSTILE))]
+    formats = [k for k in FORMATS if not (combined and k in ("audacity", "sv"))]
+    if combined:
+        paths = export_combined([(timeline, events)], EventConfig(), tmp_path, formats=formats)
+    else:
+        paths = export_timeline(timeline, events, EventConfig(), tmp_path, formats=formats)
+    for path in paths:
+        for cell in cells(path):
+            assert not cell.startswith(DANGER) or is_number(cell), (path.name, cell)
+    tags = read_csv(paths[0])
+    assert [r[3] for r in tags[1:]] == ["'" + n for n in HOSTILE[:4]] + ["'\tTab", "'\nCR"]   # CR: a quoted LF
+    assert tags[1][2] == "'=id0" and tags[1][5] == "'=cmd|' /C calc'!A0.wav" and tags[1][6] == "'@model"
+    params = {r[0]: r[1] for r in read_csv(paths[-1])[1:]}
+    assert params["gain_db"] == "-3.5" and params["note"] == "'+note" and params["'=key"] == "1"
+    assert params["device"] == "'-cpu"
+    scores_header = read_csv(paths[-2])[0]
+    assert scores_header[-len(HOSTILE):] == ["'" + n for n in HOSTILE[:4]] + ["'\tTab", "'\nCR"]
+
+
+def test_negative_numbers_are_not_quoted(tmp_path):
+    [path] = export_timeline(make_timeline(extra={"offset_s": -1.25, "count": -3}), EVENTS, CONFIG, tmp_path,
+                             formats=["params"])
+    params = dict(read_csv(path)[1:])
+    assert (params["offset_s"], params["count"]) == ("-1.25", "-3")
