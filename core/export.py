@@ -37,8 +37,8 @@ from core.errors import ConfigError, ExportError, ExportExistsError
 from core.events import thresholds_for
 from core.timeline import Event, Timeline
 
-__all__ = ["FORMATS", "DEFAULT_FORMATS", "PACKAGE_VERSION", "COMBINED_REFUSED", "code_version", "export_timeline",
-           "export_combined", "target_paths"]
+__all__ = ["FORMATS", "DEFAULT_FORMATS", "PACKAGE_VERSION", "COMBINED_REFUSED", "code_revision", "code_version",
+           "export_timeline", "export_combined", "target_paths"]
 
 PACKAGE_VERSION = "0.1.0"
 
@@ -136,19 +136,29 @@ def _clock(timeline: Timeline, start_s: float) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """`git describe` of this code's repository, else PACKAGE_VERSION; computed once, never raises."""
+def code_revision() -> str:
+    """The code's revision, one form for exports (params.csv `code_version`) and model-file provenance:
+    $CODE_REVISION where the caller knows better (a copy on another machine carries stale git data),
+    else the commit of this checkout plus '-dirty' when tracked files are modified, else PACKAGE_VERSION.
+    Computed once; never raises."""
+    if os.environ.get("CODE_REVISION"):
+        return os.environ["CODE_REVISION"]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}   # never take the index lock of a shared tree
     try:
-        done = subprocess.run(
-            ["git", "describe", "--tags", "--always", "--dirty"], cwd=Path(__file__).resolve().parent.parent,
-            capture_output=True, text=True, timeout=5, check=False,
-            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})   # never take the index lock of a shared tree
-        described = done.stdout.strip()
-        if done.returncode == 0 and described:
-            return described
+        def git(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10,
+                                  check=False, env=env)
+        commit = git("rev-parse", "--verify", "HEAD")
+        if commit.returncode == 0 and commit.stdout.strip():
+            dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+            return commit.stdout.strip() + ("-dirty" if dirty else "")
     except Exception:   # no git, no repository, timeout, odd environment: fall back
         pass
     return PACKAGE_VERSION
+
+
+code_version = code_revision   # the name params.csv's row has; kept for callers
 
 
 # ---- rows of each format; combined=True is a multi-file table -------------------------------------
@@ -224,7 +234,7 @@ def _params_rows_of(part: _Part, config: EventConfig) -> list[list[str]]:
         label = tl.labels.find(str(key))
         rows[f"threshold:{label.id}"] = _value(float(part.thresholds[label.index, 0]))
     rows.update({"device": _text(tl.device), "sample_rate_hz": str(tl.sample_rate_hz), "source": _text(tl.kind),
-                 "file": _text(tl.source), "duration_s": _t3(tl.duration_s), "code_version": _text(code_version())})
+                 "file": _text(tl.source), "duration_s": _t3(tl.duration_s), "code_version": _text(code_revision())})
     if tl.clock_start is not None:
         rows["clock_start"] = _value(tl.clock_start)
     for key, value in tl.extra.items():             # provenance; replaces a built-in row of the same name

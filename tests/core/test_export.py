@@ -12,7 +12,7 @@ import pytest
 
 from core.config import EventConfig
 from core.errors import ConfigError, ExportError, ExportExistsError, TaggerError
-from core.export import DEFAULT_FORMATS, FORMATS, code_version, export_combined, export_timeline
+from core.export import DEFAULT_FORMATS, FORMATS, code_revision, code_version, export_combined, export_timeline
 from core.labels import LabelSet
 from core.timeline import Event, Timeline
 
@@ -144,6 +144,21 @@ def test_params_csv_rows(tmp_path):
                 "duration_s": "7.000", "weights": "ast-test.safetensors"}
     assert {k: params[k] for k in expected} == expected
     assert params["code_version"] == code_version() != ""
+
+
+def test_code_revision_is_one_form_for_exports_and_model_files(monkeypatch):
+    """Exports and model-file provenance record the same revision: the commit, '-dirty' if modified."""
+    import subprocess
+    from training import export as training_export
+    code_revision.cache_clear()
+    root = Path(__file__).resolve().parents[2]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    assert code_revision() == training_export.code_revision() == code_version()
+    assert code_revision().removesuffix("-dirty") == head
+    monkeypatch.setenv("CODE_REVISION", "abc123")      # a copy without git data (GPU machine) is told
+    code_revision.cache_clear()
+    assert code_revision() == "abc123"
+    code_revision.cache_clear()
 
 
 def test_existing_target_raises_and_writes_nothing(tmp_path):
