@@ -327,3 +327,10 @@ def test_combined_refused_for_formats_without_a_file_column(tiny_hf_dir, esc50_c
     err = capsys.readouterr().err
     assert code == 2 and fmt in err and "--combined" in err and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists()
+
+
+def test_one_audio_suffix_list_everywhere():
+    from core import audio_io, cli, inputs
+    from training import data
+    assert cli.AUDIO_SUFFIXES is inputs.AUDIO_SUFFIXES is audio_io.AUDIO_SUFFIXES
+    assert set(data.AUDIO_EXTENSIONS) == audio_io.AUDIO_SUFFIXES
