@@ -23,18 +23,18 @@ from core.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 
 # The real entry point with a slow fsync; prints MARK on stderr when fsync is called the $MARK_AT-th time.
-# With $BARRIER two such processes meet before every 4th fsync (the first file of each export set), so that
-# they write the same set at the same time; $JITTER then makes their fsync times random, as on a busy disk.
+# With $BARRIER two such processes meet at the start and before every 4th fsync (the first file of each export
+# set, waiting at most 0.2 s), so that they write the same set at the same time; $JITTER then makes their fsync times random, as on a busy disk.
 SLOW_CLI = f"""
 import os, random, sys, time
 sys.path.insert(0, {str(ROOT)!r})
 real_fsync, delay = os.fsync, float(os.environ.get("SLOW_FSYNC_S", "0"))
 mark_at, calls = int(os.environ.get("MARK_AT", "0")), [0]
 barrier, me = os.environ.get("BARRIER"), os.environ.get("ME", "0")
-def meet(n):
+def meet(n, wait_s=0.2):
     open(os.path.join(barrier, me + "-" + str(n)), "w").close()
     other = os.path.join(barrier, str(1 - int(me)) + "-" + str(n))
-    end = time.monotonic() + (60 if n == 1 else 0.2)
+    end = time.monotonic() + wait_s
     while not os.path.exists(other) and time.monotonic() < end:
         time.sleep(0.001)
 def fsync(fd):
@@ -47,6 +47,8 @@ def fsync(fd):
     return real_fsync(fd)
 os.fsync = fsync
 from core.cli import main
+if barrier:
+    meet("start", 60)
 sys.exit(main(sys.argv[1:]))
 """
 
