@@ -83,7 +83,8 @@ def new_file_mode() -> int:
 
 def temp_path_for(target: Path) -> Path:
     """A fresh temp name next to `target` in the recognisable pattern (see the module docstring)."""
-    return target.with_name(f".{target.name}.{_HOST}-{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # at most 200 characters of the name, so that the temp name fits where the target's name just fits
+    return target.with_name(f".{target.name[:200]}.{_HOST}-{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def _create_temp(target: Path, file_mode: int | None) -> tuple[int, Path]:
@@ -195,7 +196,7 @@ def exclusive_lock(folder: Path, name: str, timeout_s: float = 120.0) -> Iterato
     Blocks while another thread or process holds it (LockTimeout after timeout_s). The holder removes the
     file on release; a file left by a killed holder is taken over (the kernel drops a dead process's lock).
     """
-    path = Path(folder) / f".{name}{LOCK_SUFFIX}"
+    path = Path(folder) / f".{name[:200]}{LOCK_SUFFIX}"   # a long name shares its lock with its prefix's
     if fcntl is None:  # pragma: no cover - not POSIX: no cross-process exclusion
         yield path
         return
@@ -309,7 +310,7 @@ def write_set(members: Sequence[tuple[Path, Callable[[IO], None]]], lock_name: s
         try:
             stack.enter_context(exclusive_lock(folder, lock_name))
         except OSError as e:
-            raise SetWriteError(folder / f".{lock_name}{LOCK_SUFFIX}", e) from e
+            raise SetWriteError(folder / f".{lock_name[:200]}{LOCK_SUFFIX}", e) from e
         stack.callback(lambda: [_unlink_quietly(t) for t in temps.values()])
         remove_stale_temps(folder)
         if not overwrite and (existing := [t for t in targets if os.path.lexists(t)]):
@@ -361,5 +362,5 @@ def _commit(targets: list[Path], temps: dict[Path, Path], overwrite: bool) -> No
                 elif not os.path.lexists(temps[target]):   # it was renamed: remove the new file
                     _unlink_quietly(target)
             raise
-    for _, backup in done:
-        _unlink_quietly(backup)
+        for _, backup in done:     # still with signals held: an interrupt now cannot strand a backup
+            _unlink_quietly(backup)

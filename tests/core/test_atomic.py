@@ -136,3 +136,10 @@ def test_stale_temps_of_dead_processes_and_old_ones_are_removed(tmp_path):
     (tmp_path / f".z{atomic.LOCK_SUFFIX}").write_text("")       # left by a killed holder
     assert sorted(remove_stale_temps(tmp_path)) == sorted([stale, old])
     assert names(tmp_path) == sorted(p.name for p in (ours, alive, user))
+
+
+def test_a_target_name_of_255_characters_still_gets_a_temp_and_a_lock(tmp_path):
+    long = "x" * 240
+    targets = [tmp_path / f"{long}.tags.csv", tmp_path / f"{long}.sv.csv"]
+    assert write_set([(t, writer("a")) for t in targets], long) == targets
+    assert names(tmp_path) == sorted(t.name for t in targets)
