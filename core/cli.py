@@ -182,8 +182,9 @@ def _run_analyze(args: argparse.Namespace) -> int:
     for message in unreadable:
         print(f"error: {one_line(message)}", file=sys.stderr)
     for group in renamed:
-        print(one_line(f"note: {len(group)} inputs would share the name {group[0].stem!r} in {group[0].out_dir}; "
-                       f"each is named by its full file name instead"), file=sys.stderr)
+        who = " and ".join(p.path.name for p in group) if len(group) > 1 else f"{group[0].path.name} and --combined"
+        print(one_line(f"note: {who} would both write {group[0].out_dir / group[0].stem}.*; named by the full "
+                       f"file name instead: {', '.join(p.path.name + '.*' for p in group)}"), file=sys.stderr)
     if not plans:
         return EXIT_FAILED
     loaded = load_model(args.model)

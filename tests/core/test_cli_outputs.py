@@ -336,3 +336,15 @@ def test_one_audio_suffix_list_everywhere():
     from training import data
     assert cli.AUDIO_SUFFIXES is inputs.AUDIO_SUFFIXES is audio_io.AUDIO_SUFFIXES
     assert set(data.AUDIO_EXTENSIONS) == audio_io.AUDIO_SUFFIXES
+
+
+def test_export_names_do_not_depend_on_the_order_of_inputs(tmp_path):
+    from core.inputs import plan_outputs
+    files = [(tmp_path / n, tmp_path) for n in ("x.wav", "x.flac", "y.wav", "Y.mp3", "combined.ogg")]
+    forward, _ = plan_outputs(files, tmp_path / "out", combined_dir=tmp_path / "out")
+    backward, _ = plan_outputs(files[::-1], tmp_path / "out", combined_dir=tmp_path / "out")
+    names = {p.path.name: p.stem for p in forward}
+    assert names == {p.path.name: p.stem for p in backward} == {
+        "x.wav": "x.wav", "x.flac": "x.flac", "y.wav": "y.wav", "Y.mp3": "Y.mp3", "combined.ogg": "combined.ogg"}
+    alone, renamed = plan_outputs([(tmp_path / "x.wav", tmp_path)], None)
+    assert alone[0].stem == "x" and alone[0].out_dir == tmp_path and renamed == []
