@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from core.audio_io import AUDIO_SUFFIXES
 from core.capture import CaptureError, FilePlayback
-from core.cli import collect_audio
 from core.config import EventConfig, FeatureConfig
 from core.errors import ExportExistsError, TaggerError
 from core.events import rule_for, thresholds_for
+from core.inputs import collect_audio
 from core.listen import LiveTimeline
 from core.modelfile import shipped_models
 from core.tagger import TagFrame, TaggerEnd, TaggerState
@@ -36,7 +37,7 @@ __all__ = ["MainWindow"]
 
 log = logging.getLogger(__name__)
 
-AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aiff *.aif *.au *.w64 *.caf);;All files (*)"
+AUDIO_FILTER = f"Audio ({' '.join('*' + s for s in sorted(AUDIO_SUFFIXES))});;All files (*)"
 TICK_MS = 33                 # ~30 redraws per second
 STATS_EVERY_S = 0.5
 

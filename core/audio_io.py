@@ -28,6 +28,9 @@ SUPPORTED_FORMATS = "WAV, FLAC, OGG/Vorbis, Opus and MP3"
 # Containers libsndfile cannot open; named so the error can say "convert it" instead of "corrupt".
 _UNSUPPORTED_SUFFIXES = {".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".3gp", ".amr", ".webm",
                          ".mka", ".mkv", ".ac3", ".ape", ".wv"}
+# File name suffixes taken as audio when folders are searched (CLI, window, training data): the one list.
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64",
+                            ".caf"})
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,12 @@ def _libsndfile_text(exc: BaseException) -> str:
     return text or f"unspecified decoder error {getattr(exc, 'code', '')}".strip()
 
 
+def _os_path(path: str) -> str | bytes:
+    """The name as the OS has it: bytes on POSIX, so that names that are not UTF-8 open (soundfile would
+    encode a str strictly and refuse them)."""
+    return os.fsencode(path) if os.name == "posix" else path
+
+
 def probe(path: str | os.PathLike) -> AudioInfo:
     """Open `path` with soundfile and return its header information; AudioError if it cannot be decoded."""
     path = os.fspath(path)
@@ -103,7 +112,7 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         raise AudioError(f"'{path}' is empty (0 bytes), so it contains no audio. It may not have been "
                          "completely copied, downloaded or exported; get or export it again.")
     try:
-        with sf.SoundFile(path) as f:
+        with sf.SoundFile(_os_path(path)) as f:
             sample_rate_hz, num_channels, num_samples = int(f.samplerate), int(f.channels), int(f.frames)
             fmt, subtype, log = str(f.format), str(f.subtype), str(f.extra_info)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ...
@@ -333,7 +342,7 @@ def _open_at(path: str, frame: int, reason: BaseException | None = None) -> sf.S
     unseekable for soundfile's bookkeeping (libsndfile keeps its own position).
     """
     try:
-        f = sf.SoundFile(path)
+        f = sf.SoundFile(_os_path(path))
         if frame:
             f.seek(frame)
         f._info.seekable = 0  # noqa: SLF001 - see the docstring

@@ -6,8 +6,12 @@ Exit codes: 0 every file succeeded, 1 some failed (the others are still analysed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import math
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -15,12 +19,14 @@ from typing import Callable
 from core.config import EventConfig
 from core.errors import ConfigError, ExportExistsError, ModelFileError, TaggerError
 from core.events import detect_events, thresholds_for
-from core.export import FORMATS, export_combined, export_timeline, target_paths
+from core.export import COMBINED_REFUSED, FORMATS, export_combined, export_timeline, target_paths
+from core.inputs import (AUDIO_SUFFIXES, COMBINED_STEM, NameClashError, collect_audio, one_line, plan_outputs,
+                         scan_audio)
 from core.runtime import limit_heap_fragmentation
 
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf"}
+__all__ = ["main", "collect_audio", "scan_audio", "AUDIO_SUFFIXES", "add_event_arguments", "event_config_from"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -28,20 +34,72 @@ class UsageError(Exception):
     """Bad arguments: printed as one line, exit code 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line: `main.py analyze: error: argument --hop: ...`, exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def seconds_above_zero(text: str) -> float:
+    if (value := _number(text)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return value
+
+
+def seconds_from_zero(text: str) -> float:
+    if (value := _number(text)) < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    if not 0.0 <= (value := _number(text)) <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a score between 0 and 1, got {text!r}")
+    return value
+
+
+def count_above_zero(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def folder_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty name (leave --out out to write "
+                                         "next to each file)")
+    return text
+
+
 def add_event_arguments(p: argparse.ArgumentParser) -> None:
     d = EventConfig()
     g = p.add_argument_group("event rule")
-    g.add_argument("--threshold", type=float, default=d.on_threshold, metavar="P",
+    g.add_argument("--threshold", type=probability, default=d.on_threshold, metavar="P",
                    help=f"score that opens an event (default {d.on_threshold})")
-    g.add_argument("--off-threshold", type=float, default=None, metavar="P",
+    g.add_argument("--off-threshold", type=probability, default=None, metavar="P",
                    help=f"score below which an open event closes (default: threshold x {d.off_threshold / d.on_threshold:.2f})")
     g.add_argument("--label-threshold", action="append", default=[], metavar="LABEL=P",
                    help="on threshold for one label (id or display name); repeatable")
-    g.add_argument("--median", type=int, default=d.median_windows, metavar="N",
+    g.add_argument("--median", type=count_above_zero, default=d.median_windows, metavar="N",
                    help=f"median filter length in windows, odd (default {d.median_windows})")
-    g.add_argument("--min-duration", type=float, default=d.min_duration_s, metavar="S",
+    g.add_argument("--min-duration", type=seconds_from_zero, default=d.min_duration_s, metavar="S",
                    help=f"drop events shorter than S seconds (default {d.min_duration_s})")
-    g.add_argument("--merge-gap", type=float, default=d.merge_gap_s, metavar="S",
+    g.add_argument("--merge-gap", type=seconds_from_zero, default=d.merge_gap_s, metavar="S",
                    help=f"merge events of one label closer than S seconds (default {d.merge_gap_s})")
 
 
@@ -54,9 +112,9 @@ def event_config_from(args: argparse.Namespace) -> EventConfig:
         if not sep or not name:
             raise UsageError(f"--label-threshold expects LABEL=P, got {item!r}")
         try:
-            per_label.append((name, float(value)))
-        except ValueError:
-            raise UsageError(f"--label-threshold {item!r}: {value!r} is not a number") from None
+            per_label.append((name, probability(value)))
+        except argparse.ArgumentTypeError as e:
+            raise UsageError(f"--label-threshold {item!r}: {e}") from None
     return EventConfig(on_threshold=args.threshold, off_threshold=off, median_windows=args.median,
                        min_duration_s=args.min_duration, merge_gap_s=args.merge_gap,
                        label_thresholds=tuple(per_label))
@@ -70,32 +128,36 @@ def parse_formats(text: str) -> list[str]:
     return keys
 
 
-def collect_audio(paths: list[str]) -> list[tuple[Path, Path]]:
-    """(file, folder it was found under) for every file argument and audio file under folder arguments."""
-    found: list[tuple[Path, Path]] = []
-    for item in paths:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-            if not files:
-                log.warning("no audio files (%s) under %s", ", ".join(sorted(AUDIO_SUFFIXES)), path)
-            found.extend((f, path) for f in files)
-        else:
-            found.append((path, path.parent))  # a missing file fails later, with the others still analysed
-    return found
-
-
 def _duration_or_zero(path: Path) -> float | None:
     """Seconds in the file's header; None when the header does not say (a stream), 0 when unreadable."""
     from core.audio_io import probe
     try:
         return probe(path).duration_s
-    except TaggerError:
+    except (TaggerError, OSError):
         return 0.0
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt like Ctrl-C (main thread only), so that an export in progress is
+    rolled back instead of leaving a partial set; the previous handler is restored on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_analyze(args: argparse.Namespace) -> int:
     """The `analyze` subcommand."""
+    with sigterm_as_interrupt():
+        return _run_analyze(args)
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from core.analyze import Analyzer
@@ -103,26 +165,44 @@ def run_analyze(args: argparse.Namespace) -> int:
     from core.scorer import Scorer
 
     formats = parse_formats(args.formats)
+    if args.combined and (refused := [k for k in formats if k in COMBINED_REFUSED]):
+        raise UsageError(f"--combined cannot write {', '.join(refused)}: those tables have no file column, so "
+                         "several recordings would share one timeline; their per-file tables are written "
+                         "without --combined, or leave them out of --formats")
     event_config = event_config_from(args)
-    files = collect_audio(args.paths)
-    if not files:
+    files, unreadable = scan_audio(args.paths)
+    if not files and not unreadable:
         raise UsageError("no audio files found in the given paths")
     out_root = Path(args.out).expanduser() if args.out else None
+    combined_dir = (out_root or Path.cwd()) if args.combined else None
+    try:
+        plans, renamed = plan_outputs(files, out_root, combined_dir)
+    except NameClashError as e:
+        raise UsageError(str(e)) from None
+    failures = len(unreadable)
+    for message in unreadable:
+        print(f"error: {one_line(message)}", file=sys.stderr)
+    for group in renamed:
+        who = " and ".join(p.path.name for p in group) if len(group) > 1 else f"{group[0].path.name} and --combined"
+        print(one_line(f"note: {who} would both write {group[0].out_dir / group[0].stem}.*; named by the full "
+                       f"file name instead: {', '.join(p.path.name + '.*' for p in group)}"), file=sys.stderr)
+    if not plans:
+        return EXIT_FAILED
     loaded = load_model(args.model)
     thresholds_for(loaded.labels, event_config)  # unknown --label-threshold names fail before any work
     analyzer = Analyzer(Scorer(loaded, args.device), hop_s=args.hop, batch_size=args.batch_size)
     print(f"model {loaded.name} ({len(loaded.labels)} labels, window {loaded.features.window_s:.2f} s, "
           f"hop {analyzer.hop_s:g} s) on {analyzer.scorer.device}", file=sys.stderr)
 
-    durations = {path: _duration_or_zero(path) for path, _ in files}  # bad files fail later, one by one
-    failures, results = 0, []
+    durations = {plan.path: _duration_or_zero(plan.path) for plan in plans}  # bad files fail later, one by one
+    results = []
     known = None not in durations.values()  # a stream of unknown length: the bar counts without a total
     bar = tqdm(total=sum(durations.values()) if known else None, unit="s", file=sys.stderr, dynamic_ncols=True,
                disable=args.quiet, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]"
                if known else "{n:.0f} s audio [{elapsed}]")
-    for path, root in files:
-        out_dir = out_root / path.parent.relative_to(root) if out_root else path.parent
-        bar.set_postfix_str(path.name)
+    for plan in plans:
+        path, out_dir = plan.path, plan.out_dir
+        bar.set_postfix_str(one_line(path.name))
         counted = 0.0  # seconds of this file already on the bar
 
         def progress(done_s: float, total_s: float) -> None:
@@ -131,22 +211,22 @@ def run_analyze(args: argparse.Namespace) -> int:
             counted = done_s
 
         try:
-            if not args.force and (existing := [p for p in target_paths(out_dir, path.stem, formats) if p.exists()]):
+            if not args.force and (existing := [p for p in target_paths(out_dir, plan.stem, formats) if p.exists()]):
                 raise ExportExistsError(f"{existing[0]} already exists; pass --force to overwrite")
             timeline = analyzer.analyze(str(path), progress=progress)
             events = detect_events(timeline, event_config)
-            export_timeline(timeline, events, event_config, out_dir, formats, overwrite=args.force)
+            export_timeline(timeline, events, event_config, out_dir, formats, stem=plan.stem, overwrite=args.force)
             results.append((timeline, events))
             if warning := timeline.extra.get("warning"):  # truncated/damaged: analysed as far as it decodes
                 failures += 1
-                tqdm.write(f"error: {path}: {warning}; {len(events)} events in what decoded -> {out_dir}",
-                           file=sys.stderr)
+                tqdm.write(one_line(f"error: {path}: {warning}; {len(events)} events in what decoded -> "
+                                    f"{out_dir / plan.stem}.*"), file=sys.stderr)
             else:
-                tqdm.write(f"{path}: {len(events)} events in {timeline.num_windows} windows -> {out_dir}",
-                           file=sys.stderr)
+                tqdm.write(one_line(f"{path}: {len(events)} events in {timeline.num_windows} windows -> "
+                                    f"{out_dir / plan.stem}.*"), file=sys.stderr)
         except (TaggerError, OSError) as e:
             failures += 1
-            tqdm.write(f"error: {path}: {e}", file=sys.stderr)
+            tqdm.write(one_line(f"error: {path}: {e}"), file=sys.stderr)
             if args.debug:
                 traceback.print_exc()
         except Exception as e:  # noqa: BLE001 - a bug in one file's analysis must not stop the others
@@ -160,11 +240,13 @@ def run_analyze(args: argparse.Namespace) -> int:
     bar.close()
     if args.combined and results:
         try:
-            written = export_combined(results, event_config, out_root or Path.cwd(), formats, overwrite=args.force)
-            print(f"combined tables of {len(results)} files: {', '.join(str(p) for p in written)}", file=sys.stderr)
+            written = export_combined(results, event_config, combined_dir, formats, stem=COMBINED_STEM,
+                                      overwrite=args.force)
+            print(one_line(f"combined tables of {len(results)} files: {', '.join(str(p) for p in written)}"),
+                  file=sys.stderr)
         except (TaggerError, OSError) as e:
             failures += 1
-            print(f"error: combined tables: {e}", file=sys.stderr)
+            print(one_line(f"error: combined tables: {e}"), file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
 
 
@@ -176,22 +258,23 @@ def build_analyze_parser(sub) -> None:
     p.add_argument("--model", default=None, metavar="SPEC",
                    help="our model file, a Hugging Face AST directory, an original AST .pth, a shipped model "
                         "name or a Hub id such as MIT/ast-finetuned-audioset-10-10-0.4593 (default: shipped default)")
-    p.add_argument("--hop", type=float, default=1.0, metavar="S", help="seconds between windows (default 1.0)")
+    p.add_argument("--hop", type=seconds_above_zero, default=1.0, metavar="S",
+                   help="seconds between windows (default 1.0)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
-    p.add_argument("--out", default=None, metavar="DIR",
+    p.add_argument("--out", type=folder_name, default=None, metavar="DIR",
                    help="output folder (default: next to each audio file); folder inputs are mirrored under it")
     p.add_argument("--formats", default="tags,scores,params", metavar="LIST",
                    help=f"comma-separated, from {','.join(FORMATS)} (default tags,scores,params)")
     p.add_argument("--combined", action="store_true", help="also write one combined table per format")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="windows per model call")
+    p.add_argument("--batch-size", type=count_above_zero, default=None, metavar="N", help="windows per model call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_event_arguments(p)
     p.set_defaults(func=run_analyze)
 
 
 def common_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks and debug logging")
     return common
@@ -210,7 +293,7 @@ def build_app_parser(sub) -> None:
 
 def main(argv: list[str] | None = None, open_app: Callable[[argparse.Namespace], int] | None = None) -> int:
     """The command line. open_app runs the desktop window (main.py passes it; core never imports Qt)."""
-    parser = argparse.ArgumentParser(prog="main.py", parents=[common_parser()],
+    parser = Parser(prog="main.py", parents=[common_parser()],
                                      description="Real-time audio tagging with the Audio Spectrogram "
                                                  "Transformer. Without a command, opens the desktop app.")
     sub = parser.add_subparsers(dest="command")
@@ -239,7 +322,7 @@ def main(argv: list[str] | None = None, open_app: Callable[[argparse.Namespace],
     except (UsageError, ConfigError, ModelFileError) as e:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
+        print(one_line(f"error: {e}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -6,11 +6,16 @@ thread, the live tagger thread or the GUI thread call them. No Qt, no torch.
 Times are seconds from the start of the source, written with exactly 3 decimals; scores with 4.
 CSV files: UTF-8, comma separated, RFC 4180 quoting (label names contain commas), "\\n" line ends.
 TSV / txt files: TAB separated; tabs and line breaks inside names and paths become spaces.
+Text cells (labels, ids, paths, model names; never numbers) that a spreadsheet would run as a formula,
+those starting with = + - @ TAB or CR, get a leading ' (OWASP, "CSV injection"; docs/policies.md).
+File-name bytes that are not UTF-8 are written as \\xNN, so every file stays valid UTF-8.
 
-Safety: every target path is checked before anything is written (ExportExistsError unless overwrite);
-each file goes to a temp file in the same folder, is flushed and fsynced, then renamed into place.
-On an OS error (disk full, no permission) the temp file is removed, files already written in the call are
-kept (they are complete), and ExportError names the file and the reason.
+Safety: the files of one call are one set, written with core.atomic.write_set: under an exclusive lock on
+the stem in the output folder (two processes never mix their files), every target is checked
+(ExportExistsError unless overwrite; nothing written), every file goes to a temp file that is fsynced, and
+only then are all renamed into place. On an OS error (disk full, no permission), SIGINT or SIGTERM nothing
+of the set is left: files renamed are removed again and files replaced are restored; ExportError names
+the file and the reason. Temp files of a killed run are removed by the next export into that folder.
 """
 from __future__ import annotations
 
@@ -18,9 +23,7 @@ import csv
 import functools
 import json
 import os
-import stat
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,13 +31,14 @@ from typing import Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 
+from core.atomic import LockTimeout, SetExistsError, SetWriteError, write_set
 from core.config import EventConfig
 from core.errors import ConfigError, ExportError, ExportExistsError
 from core.events import thresholds_for
 from core.timeline import Event, Timeline
 
-__all__ = ["FORMATS", "DEFAULT_FORMATS", "PACKAGE_VERSION", "code_version", "export_timeline",
-           "export_combined", "target_paths"]
+__all__ = ["FORMATS", "DEFAULT_FORMATS", "PACKAGE_VERSION", "COMBINED_REFUSED", "code_revision", "code_version",
+           "export_timeline", "export_combined", "target_paths"]
 
 PACKAGE_VERSION = "0.1.0"
 
@@ -49,6 +53,9 @@ FORMATS: dict[str, str] = {          # format key (CLI) -> file name suffix afte
     "params": ".params.csv",         # parameters and provenance
 }
 DEFAULT_FORMATS = ("tags", "scores", "params")
+# No file column: a combined table would put several recordings on one timeline, so only one file per table.
+COMBINED_REFUSED = ("audacity", "sv")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")   # OWASP CSV injection: cells a spreadsheet evaluates
 
 TAGS_HEADER = ["Start (s)", "End (s)", "Scientific name", "Common name", "Confidence", "File", "model",
                "overlap", "min_conf", "window", "label_index", "mean_confidence", "peak_time", "source",
@@ -80,19 +87,37 @@ def _c4(score: float) -> str:
     return f"{float(score):.4f}"
 
 
+def _text(value: object) -> str:
+    """A text cell (label, id, path, name): valid UTF-8 (undecodable file-name bytes as \\xNN), never a
+    formula (a leading = + - @ TAB or CR gets a ' in front, OWASP), line breaks as \\n (quoted in CSV,
+    a space in TSV). Numbers never pass through here."""
+    text = str(value)
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if text.startswith(_FORMULA_STARTS):
+        text = "'" + text
+    return text.replace("\r\n", "\n").replace("\r", "\n")   # a bare CR would not be quoted by csv
+
+
 def _value(value: object) -> str:
-    """A params.csv value: floats without drift, containers as JSON."""
+    """A params.csv value: floats without drift, containers as JSON, text as _text."""
     if isinstance(value, np.generic):
         value = value.item()
     if value is None:
         return ""
+    if isinstance(value, str):
+        return _text(value)
     if isinstance(value, float):
         return repr(round(value, 6))
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, default=str)
+        return _text(json.dumps(value, default=str))
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    return str(value)
+    if isinstance(value, (bool, int, float)):
+        return str(value)
+    return _text(value)
 
 
 def _flat(text: str) -> str:
@@ -111,19 +136,29 @@ def _clock(timeline: Timeline, start_s: float) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """`git describe` of this code's repository, else PACKAGE_VERSION; computed once, never raises."""
+def code_revision() -> str:
+    """The code's revision, one form for exports (params.csv `code_version`) and model-file provenance:
+    $CODE_REVISION where the caller knows better (a copy on another machine carries stale git data),
+    else the commit of this checkout plus '-dirty' when tracked files are modified, else PACKAGE_VERSION.
+    Computed once; never raises."""
+    if os.environ.get("CODE_REVISION"):
+        return os.environ["CODE_REVISION"]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}   # never take the index lock of a shared tree
     try:
-        done = subprocess.run(
-            ["git", "describe", "--tags", "--always", "--dirty"], cwd=Path(__file__).resolve().parent.parent,
-            capture_output=True, text=True, timeout=5, check=False,
-            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})   # never take the index lock of a shared tree
-        described = done.stdout.strip()
-        if done.returncode == 0 and described:
-            return described
+        def git(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10,
+                                  check=False, env=env)
+        commit = git("rev-parse", "--verify", "HEAD")
+        if commit.returncode == 0 and commit.stdout.strip():
+            dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+            return commit.stdout.strip() + ("-dirty" if dirty else "")
     except Exception:   # no git, no repository, timeout, odd environment: fall back
         pass
     return PACKAGE_VERSION
+
+
+code_version = code_revision   # the name params.csv's row has; kept for callers
 
 
 # ---- rows of each format; combined=True is a multi-file table -------------------------------------
@@ -133,9 +168,10 @@ def _tags_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
         tl = part.timeline
         for e in part.events:
             label = tl.labels[e.label_index]
-            yield [_t3(e.start_s), _t3(e.end_s), label.id, label.name, _c4(e.peak_score), tl.source,
-                   tl.model_name, _t3(tl.window_s - tl.hop_s), _c4(part.thresholds[e.label_index, 0]),
-                   _t3(tl.window_s), str(e.label_index), _c4(e.mean_score), _t3(e.peak_time_s), tl.kind,
+            yield [_t3(e.start_s), _t3(e.end_s), _text(label.id), _text(label.name), _c4(e.peak_score),
+                   _text(tl.source), _text(tl.model_name), _t3(tl.window_s - tl.hop_s),
+                   _c4(part.thresholds[e.label_index, 0]),
+                   _t3(tl.window_s), str(e.label_index), _c4(e.mean_score), _t3(e.peak_time_s), _text(tl.kind),
                    _clock(tl, e.start_s)]
 
 
@@ -149,7 +185,7 @@ def _audacity_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
         for e in part.events:
             name = part.timeline.labels[e.label_index].name
             yield [_t3(part.offset_s + e.start_s), _t3(part.offset_s + e.end_s),
-                   f"{name} ({e.peak_score:.2f})"]
+                   _text(f"{name} ({e.peak_score:.2f})")]
 
 
 def _raven_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
@@ -160,8 +196,8 @@ def _raven_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
             selection += 1
             label = tl.labels[e.label_index]
             yield [str(selection), "Spectrogram 1", "1", _t3(part.offset_s + e.start_s),
-                   _t3(part.offset_s + e.end_s), "0.000", _t3(tl.sample_rate_hz / 2), label.name, label.id,
-                   _c4(e.peak_score), tl.source, _t3(e.start_s)]
+                   _t3(part.offset_s + e.end_s), "0.000", _t3(tl.sample_rate_hz / 2), _text(label.name),
+                   _text(label.id), _c4(e.peak_score), _text(tl.source), _t3(e.start_s)]
 
 
 def _sv_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
@@ -169,19 +205,20 @@ def _sv_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
         for e in part.events:
             start = round(part.offset_s + e.start_s, 3)
             end = round(part.offset_s + e.end_s, 3)
-            yield [_t3(start), _c4(e.peak_score), _t3(end - start), part.timeline.labels[e.label_index].name]
+            yield [_t3(start), _c4(e.peak_score), _t3(end - start), _text(part.timeline.labels[e.label_index].name)]
 
 
 def _dcase_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
     for part in parts:
         for e in part.events:
-            yield [part.timeline.source, _t3(e.start_s), _t3(e.end_s), part.timeline.labels[e.label_index].name]
+            yield [_text(part.timeline.source), _t3(e.start_s), _t3(e.end_s),
+                   _text(part.timeline.labels[e.label_index].name)]
 
 
 def _scores_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
     for part in parts:
         tl = part.timeline
-        prefix = [tl.source] if combined else []
+        prefix = [_text(tl.source)] if combined else []
         for start, end, row in zip(tl.starts_s.tolist(), tl.ends_s.tolist(), tl.scores):
             yield prefix + [_t3(start), _t3(end)] + [f"{x:.4f}" for x in row.tolist()]
 
@@ -189,20 +226,20 @@ def _scores_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
 def _params_rows_of(part: _Part, config: EventConfig) -> list[list[str]]:
     tl = part.timeline
     rows: dict[str, str] = {
-        "model": tl.model_name, "window_s": _t3(tl.window_s), "hop_s": _t3(tl.hop_s),
+        "model": _text(tl.model_name), "window_s": _t3(tl.window_s), "hop_s": _t3(tl.hop_s),
         "on_threshold": _value(config.on_threshold), "off_threshold": _value(config.off_threshold),
         "median_windows": str(config.median_windows), "min_duration_s": _t3(config.min_duration_s),
         "merge_gap_s": _t3(config.merge_gap_s)}
     for key, _ in config.label_thresholds:          # effective on threshold, one row per label
         label = tl.labels.find(str(key))
         rows[f"threshold:{label.id}"] = _value(float(part.thresholds[label.index, 0]))
-    rows.update({"device": tl.device, "sample_rate_hz": str(tl.sample_rate_hz), "source": tl.kind,
-                 "file": tl.source, "duration_s": _t3(tl.duration_s), "code_version": code_version()})
+    rows.update({"device": _text(tl.device), "sample_rate_hz": str(tl.sample_rate_hz), "source": _text(tl.kind),
+                 "file": _text(tl.source), "duration_s": _t3(tl.duration_s), "code_version": _text(code_revision())})
     if tl.clock_start is not None:
         rows["clock_start"] = _value(tl.clock_start)
     for key, value in tl.extra.items():             # provenance; replaces a built-in row of the same name
         rows[str(key)] = _value(value)
-    return [[name, value] for name, value in rows.items()]
+    return [[_text(name), value] for name, value in rows.items()]
 
 
 # format key -> (delimiter, header or None, rows(parts, combined)); scores and params are built in _layout.
@@ -220,18 +257,18 @@ def _layout(key: str, parts: list[_Part], config: EventConfig, combined: bool
             ) -> tuple[str, list[str] | None, Iterable[list[str]]]:
     """(delimiter, header, rows) of one format."""
     if key == "scores":
-        names = parts[0].timeline.labels.names if parts else []
+        names = [_text(name) for name in parts[0].timeline.labels.names] if parts else []
         return ",", (["File"] if combined else []) + ["Start (s)", "End (s)"] + names, _scores_rows(parts, combined)
     if key == "params":
         if not combined:
             return ",", ["name", "value"], _params_rows_of(parts[0], config)
-        rows = [row + [part.timeline.source] for part in parts for row in _params_rows_of(part, config)]
+        rows = [row + [_text(part.timeline.source)] for part in parts for row in _params_rows_of(part, config)]
         return ",", ["name", "value", "file"], rows
     delimiter, header, make_rows = _WRITERS[key]
     return delimiter, header, make_rows(parts, combined)
 
 
-def _write_table(f: TextIO, delimiter: str, header: list[str] | None, rows: Iterable[list[str]]) -> None:
+def _write_table(f: TextIO, *, delimiter: str, header: list[str] | None, rows: Iterable[list[str]]) -> None:
     if delimiter == ",":
         writer = csv.writer(f, lineterminator="\n")   # QUOTE_MINIMAL: RFC 4180 quoting where needed
         if header is not None:
@@ -244,20 +281,7 @@ def _write_table(f: TextIO, delimiter: str, header: list[str] | None, rows: Iter
         f.write(delimiter.join(_flat(field) for field in row) + "\n")
 
 
-# ---- atomic writing -------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=1)
-def _new_file_mode() -> int:
-    """0o666 minus the process umask (read without os.umask, which is not thread-safe), else 0o644."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o644
-
+# ---- writing: one export set, all or nothing (core/atomic.py) -------------------------------------
 
 def _exists_error(paths: list[Path]) -> ExportExistsError:
     names = ", ".join(str(p) for p in paths)
@@ -266,59 +290,21 @@ def _exists_error(paths: list[Path]) -> ExportExistsError:
                              "or choose another output folder or name.", paths)
 
 
-def _write_atomic(target: Path, write: Callable[[TextIO], None], overwrite: bool) -> None:
-    """Write `target` through a temp file in its folder + fsync + os.replace; no temp file survives."""
-    temp_name = None
+def _write_all(jobs: list[tuple[str, Path, tuple]], out_dir: Path, stem: str, overwrite: bool) -> list[Path]:
+    """Write the jobs as one set under the lock of `stem` in out_dir: every file or none (see core/atomic.py)."""
+    members = [(path, functools.partial(_write_table, delimiter=delimiter, header=header, rows=rows))
+               for _, path, (delimiter, header, rows) in jobs]
     try:
-        mode = stat.S_IMODE(os.stat(target).st_mode) if os.path.exists(target) else _new_file_mode()
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=target.parent, delete=False,
-                                         prefix="." + target.name, suffix=".tmp") as f:
-            temp_name = f.name
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.chmod(temp_name, mode)   # NamedTemporaryFile creates 0o600
-        except OSError:
-            pass                        # e.g. a FAT drive: keep what the filesystem gives
-        if not overwrite and os.path.lexists(target):   # appeared since the check in _write_all
-            raise _exists_error([target])
-        os.replace(temp_name, target)
-        temp_name = None
-    except ExportExistsError:
-        raise
-    except OSError as e:
-        raise ExportError(f"could not write {target}: {e.strerror or e}. Files written before it are "
-                          "complete; free some space or choose another folder, then export again.") from e
-    finally:
-        if temp_name is not None:
-            try:
-                os.unlink(temp_name)
-            except OSError:
-                pass
-
-
-def _write_all(jobs: list[tuple[str, Path, tuple]], out_dir: Path, overwrite: bool) -> list[Path]:
-    existing = [path for _, path, _ in jobs if os.path.lexists(path)]
-    if existing and not overwrite:
-        raise _exists_error(existing)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ExportError(f"could not create the export folder {out_dir}: {e.strerror or e}") from e
-    written = []
-    for _, path, (delimiter, header, rows) in jobs:
-        _write_atomic(path, lambda f: _write_table(f, delimiter, header, rows), overwrite)
-        written.append(path)
-    try:   # make the renames durable (POSIX); best effort
-        fd = os.open(out_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-    return written
+        return write_set(members, lock_name=stem, overwrite=overwrite, encoding="utf-8", newline="")
+    except SetExistsError as e:
+        raise _exists_error(e.paths) from None
+    except SetWriteError as e:
+        raise ExportError(f"could not write {e.target}: {e.strerror or e}. Nothing of this export was kept "
+                          "(files it would replace are unchanged); free some space or choose another folder, "
+                          "then export again.") from e
+    except LockTimeout as e:
+        raise ExportError(f"{e}; another program is still writing {stem} files into {out_dir}. "
+                          "Wait for it or choose another folder.") from e
 
 
 # ---- public API -----------------------------------------------------------------------------------
@@ -368,7 +354,7 @@ def _export(parts: list[_Part], config: EventConfig, out_dir: Path, formats: Ite
     keys = _format_keys(formats)
     paths = target_paths(out_dir, stem, keys)
     jobs = [(key, path, _layout(key, parts, config, combined)) for key, path in zip(keys, paths)]
-    return _write_all(jobs, out_dir, overwrite)
+    return _write_all(jobs, out_dir, stem, overwrite)
 
 
 def export_timeline(timeline: Timeline, events: list[Event], event_config: EventConfig, out_dir: Path,
@@ -392,14 +378,19 @@ def export_combined(items: list[tuple[Timeline, list[Event]]], event_config: Eve
 
     - tags, birdnet, dcase: the rows of every file; the File / filename column tells them apart and times
       are within each file.
-    - raven, audacity, sv: times run on across files as if the files were played one after another
-      (offset = sum of the previous files' duration_s); Raven also keeps `Begin Path` and the time within
-      the file in `File Offset (s)`; Selection numbers run on.
+    - raven: times run on across files as if the files were played one after another (offset = sum of
+      the previous files' duration_s); `Begin Path` names the file and `File Offset (s)` is the time
+      within it; Selection numbers run on.
+    - audacity, sv: no file column, so ConfigError for more than one file (COMBINED_REFUSED).
     - scores: a first column `File`, then `Start (s)`, `End (s)`, one column per label; every timeline
       must have the same labels (ExportError otherwise, before anything is written).
     - params: header `name,value,file`: the `name,value` rows of each file with its File value appended.
     Errors as in export_timeline.
     """
+    refused = [k for k in _format_keys(formats) if k in COMBINED_REFUSED]
+    if refused and len(items) > 1:
+        raise ConfigError(f"cannot combine {', '.join(refused)} tables of {len(items)} files: they have no file "
+                          "column, so the recordings would share one timeline; export them one file at a time")
     if "scores" in _format_keys(formats) and items:
         first = items[0][0].labels.ids
         differ = [tl.source for tl, _ in items if tl.labels.ids != first]

@@ -13,9 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -24,6 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
+from core.atomic import atomic_write
 from core.config import FeatureConfig, ModelConfig, from_dict, to_json
 from core.errors import ConfigError, ModelFileError
 from core.labels import ASSETS, LabelSet, audioset_labels
@@ -76,17 +75,8 @@ def save_model_file(path: str | Path, model: AST, features: FeatureConfig, label
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     payload = save(tensors, metadata=metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a model file is meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb", file_mode=0o644) as f:   # a model file is meant to be shared
+        f.write(payload)
     return path
 
 

@@ -37,14 +37,15 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from core.audio_io import read_audio
+from core.atomic import atomic_write
+from core.audio_io import AUDIO_SUFFIXES, read_audio
 from core.config import FeatureConfig
 from core.features import Fbank
 from training.labels import ESC50_CATEGORIES
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+AUDIO_EXTENSIONS = tuple(sorted(AUDIO_SUFFIXES))   # the one list, core/audio_io.py
 CACHE_VERSION = "1"  # bump when the fbank code changes
 
 
@@ -299,9 +300,8 @@ class FeatureCache:
                 wave = wave[round(start * rate):round(end * rate)]
         with torch.no_grad():
             frames = self.fbank(torch.from_numpy(wave)).to(torch.float16)  # (T, F)
-        tmp = file.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp.npy")  # writers never share one
-        np.save(tmp, frames.numpy())
-        tmp.replace(file)
+        with atomic_write(file, "wb") as f:   # each writer its own temp file; readers see whole files
+            np.save(f, frames.numpy())
         with self._lock:
             self.computed += 1
         return frames

@@ -7,36 +7,18 @@ from __future__ import annotations
 import copy
 import datetime
 import logging
-import os
-import subprocess
 from pathlib import Path
 
 import torch
 
 from core.config import FeatureConfig
+from core.export import code_revision  # the one revision form: exports record the same
 from core.model import AST
 from core.modelfile import load_model, save_model_file
-from training.config import REPO, TrainConfig
+from training.config import TrainConfig
 from training.labels import label_set
 
 log = logging.getLogger(__name__)
-
-
-def code_revision() -> str:
-    """`git describe`-like revision of this checkout (commit + '-dirty' when files are modified), or
-    $CODE_REVISION where the caller knows better (a copy sent to a GPU machine carries stale git data)."""
-    if os.environ.get("CODE_REVISION"):
-        return os.environ["CODE_REVISION"]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        if commit:
-            return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return "unknown"
 
 
 def check_same_logits(model: AST, path: Path, atol: float = 1e-5, num_windows: int = 3) -> float:

@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from core.atomic import atomic_write
 from core.modelfile import load_model
 
 PUBLISHED_FROM_SCRATCH_5FOLD = {"AST 16x16 (SSAST paper)": 0.419, "AST frame-patch variant": 0.537}
@@ -86,7 +87,6 @@ def write(model_path: str | Path, report_path: str | Path, out: str | Path, cv_d
     metrics = build(model_path, read(report_path), cross_validation(Path(cv_dir)) if cv_dir else None,
                     read(infer_bench), read(train_bench), notes)
     out = Path(out)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(metrics, indent=1) + "\n")
-    tmp.replace(out)
+    with atomic_write(out) as f:
+        f.write(json.dumps(metrics, indent=1) + "\n")
     return out

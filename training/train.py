@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from core.atomic import atomic_write
 from core.config import FeatureConfig, ModelConfig, from_dict
 from core.errors import ModelFileError
 from core.features import normalize
@@ -147,8 +148,8 @@ def train(cfg: TrainConfig) -> dict:
                  "config": json.dumps(cfg.to_dict()), "model_config": json.dumps(dataclasses.asdict(model.config)),
                  "feature_config": json.dumps(dataclasses.asdict(features)),
                  "gen": gen.get_state(), "cpu_gen": cpu_gen.get_state()}
-        torch.save(state, out / "ckpt.tmp")
-        (out / "ckpt.tmp").replace(ckpt_path)
+        with atomic_write(ckpt_path, "wb") as f:
+            torch.save(state, f)
 
     # ---- epochs
     metrics: dict = history[-1]["eval"] if history else {}

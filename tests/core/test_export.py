@@ -12,7 +12,7 @@ import pytest
 
 from core.config import EventConfig
 from core.errors import ConfigError, ExportError, ExportExistsError, TaggerError
-from core.export import DEFAULT_FORMATS, FORMATS, code_version, export_combined, export_timeline
+from core.export import DEFAULT_FORMATS, FORMATS, code_revision, code_version, export_combined, export_timeline
 from core.labels import LabelSet
 from core.timeline import Event, Timeline
 
@@ -146,6 +146,21 @@ def test_params_csv_rows(tmp_path):
     assert params["code_version"] == code_version() != ""
 
 
+def test_code_revision_is_one_form_for_exports_and_model_files(monkeypatch):
+    """Exports and model-file provenance record the same revision: the commit, '-dirty' if modified."""
+    import subprocess
+    from training import export as training_export
+    code_revision.cache_clear()
+    root = Path(__file__).resolve().parents[2]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    assert code_revision() == training_export.code_revision() == code_version()
+    assert code_revision().removesuffix("-dirty") == head
+    monkeypatch.setenv("CODE_REVISION", "abc123")      # a copy without git data (GPU machine) is told
+    code_revision.cache_clear()
+    assert code_revision() == "abc123"
+    code_revision.cache_clear()
+
+
 def test_existing_target_raises_and_writes_nothing(tmp_path):
     (tmp_path / "dog walk.scores.csv").write_text("keep")
     with pytest.raises(ExportExistsError, match="dog walk.scores.csv") as info:
@@ -163,24 +178,36 @@ def test_overwrite_true_replaces(tmp_path):
     assert all_files(tmp_path) == sorted(p.name for p in paths)
 
 
-def test_disk_full_on_rename_of_second_file_leaves_no_temp_or_partial_file(tmp_path, monkeypatch):
-    real_replace, calls = os.replace, []
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_failed_rename_of_second_file_keeps_no_part_of_the_set(tmp_path, monkeypatch, overwrite):
+    """Defect 10 of issue 10: a failure between two renames left tags.csv without scores/params."""
+    if overwrite:
+        for suffix in (".tags.csv", ".scores.csv", ".params.csv"):
+            (tmp_path / f"dog walk{suffix}").write_text("old" + suffix)
+    real_replace, real_link, calls = os.replace, os.link, []
 
-    def replace(src, dst):
-        calls.append(dst)
-        if len(calls) == 2:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_replace(src, dst)
+    def fail_second(real):
+        def rename(src, dst, **kwargs):
+            if str(src).endswith(".tmp") and not str(dst).endswith(".tmp"):   # a temp renamed into place
+                calls.append(dst)
+                if len(calls) == 2:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(src, dst, **kwargs)
+        return rename
 
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "replace", fail_second(real_replace))
+    monkeypatch.setattr(os, "link", fail_second(real_link))
     with pytest.raises(ExportError, match="dog walk.scores.csv") as info:
-        export_timeline(make_timeline(), EVENTS, CONFIG, tmp_path)
-    assert os.strerror(errno.ENOSPC) in str(info.value)
-    assert all_files(tmp_path) == ["dog walk.tags.csv"]          # complete first file kept, nothing else
-    assert len(read_csv(tmp_path / "dog walk.tags.csv")) == 3
+        export_timeline(make_timeline(), EVENTS, CONFIG, tmp_path, overwrite=overwrite)
+    assert os.strerror(errno.ENOSPC) in str(info.value) and "Nothing of this export was kept" in str(info.value)
+    if overwrite:     # the previous set, unchanged
+        assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+            f"dog walk{s}": "old" + s for s in (".tags.csv", ".scores.csv", ".params.csv")}
+    else:
+        assert all_files(tmp_path) == []
 
 
-def test_disk_full_while_writing_leaves_no_temp_or_partial_file(tmp_path, monkeypatch):
+def test_disk_full_while_writing_leaves_nothing(tmp_path, monkeypatch):
     real_fsync, calls = os.fsync, []
 
     def fsync(fd):
@@ -192,7 +219,22 @@ def test_disk_full_while_writing_leaves_no_temp_or_partial_file(tmp_path, monkey
     monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(ExportError, match="dog walk.sv.csv"):
         export_timeline(make_timeline(), EVENTS, CONFIG, tmp_path, formats=["tags", "sv", "dcase"])
-    assert all_files(tmp_path) == ["dog walk.tags.csv"]
+    assert all_files(tmp_path) == []
+
+
+def test_interrupt_while_writing_leaves_nothing(tmp_path, monkeypatch):
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(KeyboardInterrupt):
+        export_timeline(make_timeline(), EVENTS, CONFIG, tmp_path)
+    assert all_files(tmp_path) == []
 
 
 def test_unknown_format_and_label_key_raise_config_error_before_writing(tmp_path):
@@ -249,7 +291,63 @@ def test_combined_scores_need_the_same_labels(tmp_path):
     assert all_files(tmp_path) == []
 
 
-def test_combined_audacity_and_sv_times_run_on_like_raven(tmp_path):
-    audacity, sv = export_combined(two_files(), CONFIG, tmp_path, formats=["audacity", "sv"])
-    assert read_tsv(audacity)[-1] == ["8.000", "9.500", "Speech (0.70)"]
-    assert read_csv(sv)[-1] == ["8.000", "0.7000", "1.500", "Speech"]
+@pytest.mark.parametrize("fmt", ["audacity", "sv"])
+def test_combined_audacity_and_sv_are_refused_for_several_files(tmp_path, fmt):
+    """Issue 10, defect 14: without a file column, several recordings would share one timeline."""
+    with pytest.raises(ConfigError, match=f"{fmt}.*no file column"):
+        export_combined(two_files(), CONFIG, tmp_path, formats=["tags", fmt])
+    assert all_files(tmp_path) == []
+    [path] = export_combined(two_files()[:1], CONFIG, tmp_path, formats=[fmt])   # one file: its own timeline
+    assert path.name == f"combined{FORMATS[fmt]}"
+
+
+# ---- CSV injection (issue 10, defect 3) --------------------------------------------------------------
+
+HOSTILE = ["=HYPERLINK(\"http://x.invalid\",\"ok\")", "+1+cmd", "-2+3", "@SUM(A1)", "\tTab", "\rCR"]
+DANGER = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cells(path: Path) -> list[str]:
+    if path.suffix == ".csv":
+        return [c for row in read_csv(path) for c in row]
+    return [c for line in path.read_text(encoding="utf-8").split("\n") for c in line.split("\t")]
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize("combined", [False, True])
+def test_formula_cells_are_neutralised_in_every_format_and_numbers_stay_numbers(tmp_path, combined):
+    labels = LabelSet.from_names(HOSTILE, ids=["=id" + str(i) for i in range(len(HOSTILE))])
+    timeline = make_timeline(source="=cmd|' /C calc'!A0.wav", labels=labels, model_name="@model", device="-cpu",
+                             scores=np.full((6, len(HOSTILE)), 0.5, np.float32),
+                             extra={"gain_db": -3.5, "note": "+note", "=key": 1})
+    events = [Event(i, float(i), i + 0.5, 0.9, 0.8, i + 0.25) for i in range(len(HOSTILE))]
+    formats = [k for k in FORMATS if not (combined and k in ("audacity", "sv"))]
+    if combined:
+        paths = export_combined([(timeline, events)], EventConfig(), tmp_path, formats=formats)
+    else:
+        paths = export_timeline(timeline, events, EventConfig(), tmp_path, formats=formats)
+    for path in paths:
+        for cell in cells(path):
+            assert not cell.startswith(DANGER) or is_number(cell), (path.name, cell)
+    tags = read_csv(paths[0])
+    assert [r[3] for r in tags[1:]] == ["'" + n for n in HOSTILE[:4]] + ["'\tTab", "'\nCR"]   # CR: a quoted LF
+    assert tags[1][2] == "'=id0" and tags[1][5] == "'=cmd|' /C calc'!A0.wav" and tags[1][6] == "'@model"
+    params = {r[0]: r[1] for r in read_csv(paths[-1])[1:]}
+    assert params["gain_db"] == "-3.5" and params["note"] == "'+note" and params["'=key"] == "1"
+    assert params["device"] == "'-cpu"
+    scores_header = read_csv(paths[-2])[0]
+    assert scores_header[-len(HOSTILE):] == ["'" + n for n in HOSTILE[:4]] + ["'\tTab", "'\nCR"]
+
+
+def test_negative_numbers_are_not_quoted(tmp_path):
+    [path] = export_timeline(make_timeline(extra={"offset_s": -1.25, "count": -3}), EVENTS, CONFIG, tmp_path,
+                             formats=["params"])
+    params = dict(read_csv(path)[1:])
+    assert (params["offset_s"], params["count"]) == ("-1.25", "-3")
