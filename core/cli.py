@@ -37,8 +37,8 @@ def add_event_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"score below which an open event closes (default: threshold x {d.off_threshold / d.on_threshold:.2f})")
     g.add_argument("--label-threshold", action="append", default=[], metavar="LABEL=P",
                    help="on threshold for one label (id or display name); repeatable")
-    g.add_argument("--median", type=int, default=d.median_windows, metavar="N",
-                   help=f"median filter length in windows, odd (default {d.median_windows})")
+    g.add_argument("--median", type=float, default=d.median_s, metavar="S",
+                   help=f"median filter length in seconds; smooths when an event closes (default {d.median_s:g})")
     g.add_argument("--min-duration", type=float, default=d.min_duration_s, metavar="S",
                    help=f"drop events shorter than S seconds (default {d.min_duration_s})")
     g.add_argument("--merge-gap", type=float, default=d.merge_gap_s, metavar="S",
@@ -57,7 +57,7 @@ def event_config_from(args: argparse.Namespace) -> EventConfig:
             per_label.append((name, float(value)))
         except ValueError:
             raise UsageError(f"--label-threshold {item!r}: {value!r} is not a number") from None
-    return EventConfig(on_threshold=args.threshold, off_threshold=off, median_windows=args.median,
+    return EventConfig(on_threshold=args.threshold, off_threshold=off, median_s=args.median,
                        min_duration_s=args.min_duration, merge_gap_s=args.merge_gap,
                        label_thresholds=tuple(per_label))
 

@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from core.config import EventConfig
-from core.events import detect_events, detect_label_events, thresholds_for
+from core.events import detect_events, detect_label_events, median_windows, thresholds_for
 from core.labels import LabelSet
 from core.timeline import Event, Timeline
 
@@ -50,7 +50,7 @@ class LiveTimeline:
         self._scores = np.full((64, L), np.nan, dtype=np.float32)         # (capacity, L), grows x2
         self._ends = np.zeros(64, dtype=np.float64)
         self.num_windows = 0
-        half = event_config.median_windows // 2
+        half = median_windows(event_config.median_s, hop_s) // 2
         self._half = half
         self._quiet_needed = 3 * half + math.ceil(max(event_config.merge_gap_s, hop_s) / hop_s + 1e-9) + 1
         self._slice_start = np.zeros(L, dtype=np.int64)   # per label: events are computed from here on
@@ -110,7 +110,7 @@ class LiveTimeline:
             c = self.event_config
             events = detect_label_events(
                 self._scores[a:W, label], self._starts(a, W), self._ends[a:W], hop, float(self._ends[W - 1]),
-                float(on), float(off), c.median_windows, c.min_duration_s, c.merge_gap_s, int(label),
+                float(on), float(off), c.median_s, c.min_duration_s, c.merge_gap_s, int(label),
                 window_s=self.window_s)
             for e in events:
                 if e.end_s <= horizon + 1e-9 and (e.label_index, e.start_s) not in self._reported:

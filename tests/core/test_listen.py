@@ -80,11 +80,11 @@ def spans(events, labels: LabelSet, shift_s: float, end_s: float) -> list[tuple[
 
 # ---- LiveTimeline: events printed as they close are the final events ---------------------------------
 
-@pytest.mark.parametrize("median,gap,min_dur", [(1, 0.0, 0.0), (3, 1.0, 0.0), (5, 0.5, 1.0), (3, 2.0, 0.5)])
+@pytest.mark.parametrize("median,gap,min_dur", [(1, 0.0, 0.0), (3, 1.0, 0.0), (5, 0.5, 1.0), (3, 1.5, 0.5)])
 def test_events_closed_live_are_final_and_come_in_time(median, gap, min_dur):
     rng = np.random.default_rng(median * 100 + int(gap * 10))
     labels = LabelSet.from_names([f"l{i}" for i in range(6)])
-    config = EventConfig(median_windows=median, merge_gap_s=gap, min_duration_s=min_dur,
+    config = EventConfig(median_s=median * HOP, merge_gap_s=gap, min_duration_s=min_dur,
                          label_thresholds=(("l5", 0.8),))
     W, window_s = 600, 2.0
     on = rng.random((W, len(labels))) < 0.1                      # blocky scores: runs of on and off
