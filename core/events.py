@@ -2,7 +2,7 @@
 
 Pure functions over immutable values (numpy only; no torch, no Qt). The file-analysis thread, the live
 tagger thread and the GUI thread each call them on their own copy of a Timeline, so one rule serves live
-and offline tagging.
+and offline tagging; a live view asks `open_at_end` (through core.session) instead of keeping a rule of its own.
 
 The rule, per label, over consecutive windows k (window k covers [starts_s[k], ends_s[k]] seconds,
 starts are k * hop_s). Every length is in seconds, so the hop changes the resolution, not the rule:
@@ -41,8 +41,8 @@ from core.errors import ConfigError
 from core.labels import LabelSet
 from core.timeline import Event, Timeline
 
-__all__ = ["detect_events", "detect_label_events", "median_filter", "median_windows", "thresholds_for",
-           "rule_for"]
+__all__ = ["detect_events", "detect_label_events", "open_at_end", "median_filter", "median_windows",
+           "thresholds_for", "rule_for"]
 
 
 def thresholds_for(labels: LabelSet, config: EventConfig) -> np.ndarray:
@@ -211,6 +211,20 @@ def detect_label_events(scores_1d: np.ndarray, starts_s: np.ndarray, ends_s: np.
                             peak_score=float(raw[peak]), mean_score=float(values.mean()),
                             peak_time_s=round(peak_time, 3)))
     return events
+
+
+def open_at_end(scores_1d: np.ndarray, on: float, off: float, median_s: float, hop_s: float) -> bool:
+    """Whether the rule (steps 1-2) has an event of this label open at the last of these windows.
+
+    scores_1d: (W,) raw scores of consecutive windows up to now. Before merging and min_duration_s, and
+    with the median of the windows known so far (it shrinks at the end), so a live view can show "open"
+    while a stream runs; the final events come from detect_events when it ends.
+    """
+    raw = np.nan_to_num(np.asarray(scores_1d, dtype=np.float64), nan=0.0)
+    if len(raw) == 0:
+        return False
+    runs = _event_runs(raw, on, off, median_windows(median_s, hop_s) // 2)
+    return bool(runs) and runs[-1][1] == len(raw) - 1
 
 
 def detect_events(timeline: Timeline, config: EventConfig) -> list[Event]:

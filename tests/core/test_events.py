@@ -248,3 +248,22 @@ def test_median_seconds_must_be_a_finite_non_negative_number():
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ConfigError, match="median"):
             EventConfig(median_s=bad)
+
+
+def test_open_at_end_follows_the_rule_not_the_raw_scores():
+    from core.events import open_at_end
+    args = dict(on=0.5, off=0.3, median_s=3.0, hop_s=1.0)
+    assert open_at_end(np.array([0, 0, 0.9]), **args)                 # a raw crossing opens
+    assert open_at_end(np.array([0, 0.9, 0.9, 0.1]), **args) is False   # at the end the median is the last score
+    assert open_at_end(np.array([0, 0.9, 0.9, 0.1, 0.9]), **args)
+    assert open_at_end(np.array([0.9, 0.9, 0.1, 0.9, 0.9, 0.1, 0.2]), **args) is False
+    assert open_at_end(np.array([0.9, 0.35, 0.1, 0.35, 0.35]), **args)   # the median bridges the 0.1: raw
+                                                                          # hysteresis (the old bars) had closed
+    assert open_at_end(np.array([0.9, 0.9, 0.2, 0.9, 0.9]), **args)
+    assert not open_at_end(np.array([0.4, 0.45, 0.4]), **args)          # above off, but never reached on
+    assert not open_at_end(np.zeros(0), **args)
+    track = np.array([0, 0.9, 0.1, 0.9, 0.9, 0.35, 0.2, 0.9, 0.1, 0.1, 0.1])
+    for w in range(1, len(track) + 1):   # the same answer as the event rule on the windows so far
+        starts = np.arange(w) * 1.0
+        events = detect_label_events(track[:w], starts, starts + 2.0, 1.0, w + 1.0, 0.5, 0.3, 3.0, 0.0, 0.0, 0)
+        assert open_at_end(track[:w], **args) == (bool(events) and events[-1].end_s == w + 1.0), w
