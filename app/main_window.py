@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from core.audio_files import collect_audio, file_dialog_filter
 from core.capture import CaptureError, FilePlayback
-from core.cli import collect_audio
 from core.config import EventConfig, FeatureConfig
 from core.errors import ExportExistsError, TaggerError
 from core.events import rule_for, thresholds_for
@@ -36,7 +36,7 @@ __all__ = ["MainWindow"]
 
 log = logging.getLogger(__name__)
 
-AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aiff *.aif *.au *.w64 *.caf);;All files (*)"
+AUDIO_FILTER = file_dialog_filter()
 TICK_MS = 33                 # ~30 redraws per second
 STATS_EVERY_S = 0.5
 

@@ -12,78 +12,16 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from core.config import EventConfig
+from core.audio_files import collect_audio
 from core.errors import ConfigError, ExportExistsError, ModelFileError, TaggerError
 from core.events import detect_events, thresholds_for
 from core.export import FORMATS, export_combined, export_timeline, target_paths
+from core.listen import build_parsers as build_listen_parsers
+from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_event_arguments, event_config_from,
+                          parse_formats)
 from core.runtime import limit_heap_fragmentation
 
 log = logging.getLogger(__name__)
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf"}
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad arguments: printed as one line, exit code 2."""
-
-
-def add_event_arguments(p: argparse.ArgumentParser) -> None:
-    d = EventConfig()
-    g = p.add_argument_group("event rule")
-    g.add_argument("--threshold", type=float, default=d.on_threshold, metavar="P",
-                   help=f"score that opens an event (default {d.on_threshold})")
-    g.add_argument("--off-threshold", type=float, default=None, metavar="P",
-                   help=f"score below which an open event closes (default: threshold x {d.off_threshold / d.on_threshold:.2f})")
-    g.add_argument("--label-threshold", action="append", default=[], metavar="LABEL=P",
-                   help="on threshold for one label (id or display name); repeatable")
-    g.add_argument("--median", type=float, default=d.median_s, metavar="S",
-                   help=f"median filter length in seconds; smooths when an event closes (default {d.median_s:g})")
-    g.add_argument("--min-duration", type=float, default=d.min_duration_s, metavar="S",
-                   help=f"drop events shorter than S seconds (default {d.min_duration_s})")
-    g.add_argument("--merge-gap", type=float, default=d.merge_gap_s, metavar="S",
-                   help=f"merge events of one label closer than S seconds (default {d.merge_gap_s})")
-
-
-def event_config_from(args: argparse.Namespace) -> EventConfig:
-    d = EventConfig()
-    off = args.off_threshold if args.off_threshold is not None else args.threshold * d.off_threshold / d.on_threshold
-    per_label = []
-    for item in args.label_threshold:
-        name, sep, value = item.rpartition("=")
-        if not sep or not name:
-            raise UsageError(f"--label-threshold expects LABEL=P, got {item!r}")
-        try:
-            per_label.append((name, float(value)))
-        except ValueError:
-            raise UsageError(f"--label-threshold {item!r}: {value!r} is not a number") from None
-    return EventConfig(on_threshold=args.threshold, off_threshold=off, median_s=args.median,
-                       min_duration_s=args.min_duration, merge_gap_s=args.merge_gap,
-                       label_thresholds=tuple(per_label))
-
-
-def parse_formats(text: str) -> list[str]:
-    keys = [k.strip() for k in text.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in FORMATS]
-    if unknown or not keys:
-        raise UsageError(f"unknown format(s) {unknown or text!r}; choose from {','.join(FORMATS)}")
-    return keys
-
-
-def collect_audio(paths: list[str]) -> list[tuple[Path, Path]]:
-    """(file, folder it was found under) for every file argument and audio file under folder arguments."""
-    found: list[tuple[Path, Path]] = []
-    for item in paths:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-            if not files:
-                log.warning("no audio files (%s) under %s", ", ".join(sorted(AUDIO_SUFFIXES)), path)
-            found.extend((f, path) for f in files)
-        else:
-            found.append((path, path.parent))  # a missing file fails later, with the others still analysed
-    return found
-
 
 def _duration_or_zero(path: Path) -> float:
     from core.audio_io import probe
@@ -200,7 +138,6 @@ def main(argv: list[str] | None = None, open_app: Callable[[argparse.Namespace],
     sub = parser.add_subparsers(dest="command")
     build_app_parser(sub)
     build_analyze_parser(sub)
-    from core.listen import build_parsers as build_listen_parsers
     build_listen_parsers(sub, common_parser, add_event_arguments)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in sub.choices and Path(argv[0]).expanduser().exists():

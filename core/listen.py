@@ -29,6 +29,7 @@ import soundfile as sf
 from core.config import EventConfig
 from core.events import detect_events, detect_label_events, median_windows, thresholds_for
 from core.labels import LabelSet
+from core.options import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, event_config_from, parse_formats
 from core.timeline import Event, Timeline
 
 if TYPE_CHECKING:   # torch stays unimported until a session starts (fast `--help`, `devices`)
@@ -178,7 +179,6 @@ def _print_event(e: Event, labels: LabelSet) -> None:
 def run_devices(args: argparse.Namespace) -> int:
     """The `devices` subcommand: input devices, the default first, with channels and rates."""
     from core.capture import CaptureError, list_input_devices, sounddevice
-    from core.cli import EXIT_OK, EXIT_USAGE
     try:
         devices = list_input_devices()
         sd = sounddevice()
@@ -205,7 +205,6 @@ def run_devices(args: argparse.Namespace) -> int:
 def run_listen(args: argparse.Namespace) -> int:
     """The `listen` subcommand (see build_parsers)."""
     from core.capture import Capture, CaptureError, CaptureReader, find_input_device
-    from core.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, event_config_from, parse_formats
     from core.export import export_timeline, target_paths
     from core.modelfile import load_model
     from core.scorer import Scorer
