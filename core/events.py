@@ -9,8 +9,9 @@ starts are k * hop_s). Every length is in seconds, so the hop changes the resolu
 
 1. NaN scores count as 0. A median filter of `median_s` seconds smooths the scores: the median of the
    windows whose starts lie within median_s / 2 of the window's own (`median_windows`: 3 windows for
-   3 s at a 1 s hop, 31 at 0.1 s; fewer than 3 = off). Near the ends the neighbourhood shrinks
-   symmetrically, so the smoothed value is always one of the scores (no zero padding, no averaging).
+   3 s at a 1 s hop, 31 at 0.1 s; fewer than 3 = off). Near the ends it takes the neighbours that
+   exist (no zero padding) and, for an even count, the lower of the two middle scores (no average), so
+   the smoothed value is always one of the scores.
 2. Hysteresis: an event opens at a window whose own raw score >= on, and stays open while the smoothed
    score is >= off. So the median decides only when an event closes (it bridges short dips and ignores
    single-window noise above off); it never opens an event and never erases a window whose own score
@@ -90,29 +91,31 @@ def median_windows(median_s: float, hop_s: float) -> int:
 
 
 def _medians_at(x: np.ndarray, positions: np.ndarray, half: int) -> np.ndarray:
-    """Median of x[k - r : k + r + 1] for each k in positions, r = min(half, k, W - 1 - k)."""
+    """For each k in positions, the median of x[max(0, k - half) : k + half + 1] (the lower middle value
+    when the ends leave an even count)."""
     num = len(x)
-    radius = np.minimum(half, np.minimum(positions, num - 1 - positions))
+    whole = (positions >= half) & (positions < num - half)
     out = np.empty(len(positions), dtype=np.float64)
-    full = np.flatnonzero(radius == half)
+    full = np.flatnonzero(whole)
     if len(full):
         view = sliding_window_view(x, 2 * half + 1)               # (W - 2 half, 2 half + 1), row i centred on i + half
         rows = positions[full] - half
         step = max(1, (1 << 22) // (2 * half + 1))                # bounded memory for long files and short hops
         for i in range(0, len(rows), step):
             out[full[i:i + step]] = np.median(view[rows[i:i + step]], axis=1)
-    for i in np.flatnonzero(radius < half):                       # the ends: at most 2 half positions
-        k, r = int(positions[i]), int(radius[i])
-        out[i] = np.median(x[k - r:k + r + 1])
+    for i in np.flatnonzero(~whole):                              # the ends: at most 2 half positions
+        k = int(positions[i])
+        values = x[max(0, k - half):k + half + 1]
+        out[i] = np.partition(values, (len(values) - 1) // 2)[(len(values) - 1) // 2]
     return out
 
 
 def median_filter(values: np.ndarray, length: int) -> np.ndarray:
     """Running median of a (W,) array over `length` (odd) neighbouring windows, as float64.
 
-    Near the ends the neighbourhood shrinks symmetrically (with length 3 the first value is values[0], with
-    length 5 the second is the median of values[0:3]), so every output is one of the inputs. NaN inputs
-    count as 0. length 1 returns a copy.
+    Near the ends it takes the neighbours that exist (with length 3 the first value is the median of
+    values[0:2]) and, for an even count, the lower middle value, so every output is one of the inputs
+    (no zero padding, no average). NaN inputs count as 0. length 1 returns a copy.
     """
     if length < 1 or length % 2 == 0:
         raise ValueError(f"median filter length must be a positive odd number, got {length}")
