@@ -1,8 +1,9 @@
 """The Live tab: input picker, start/stop, level meter, scrolling spectrogram with the label strip,
 confidence bars and the events that closed.
 
-GUI thread only. It shows what a LiveSession puts on its queue (MainWindow drains it and calls
-`add_frames` / `add_scores` / `add_events`); it owns display state only, never the model or the stream.
+GUI thread only. It shows what a core.session.LiveSession puts on its queue (MainWindow drains it and calls
+`add_frames` / `add_scores` / `add_events`); it owns display state only, never the model, the stream or a
+rule: which labels have an event open comes from the session (the event rule of core.events).
 """
 from __future__ import annotations
 
@@ -156,19 +157,18 @@ class LiveView(QtWidgets.QWidget):
         self.spectrogram.add_frames(start_frame, frames)
         self.level.setValue(int(max(LEVEL_FLOOR_DB, min(0.0, level_db))))
 
-    def add_scores(self, index: int, start_s: float, scores: np.ndarray, allowed: np.ndarray,
+    def add_scores(self, index: int, start_s: float, scores: np.ndarray, active: np.ndarray, allowed: np.ndarray,
                    pinned: list[int]) -> None:
-        """The scores of live window `index` (starting at start_s): bars, activity, strip."""
+        """The scores of live window `index` (starting at start_s) and the labels with an event open (the
+        session's answer, LiveSession.open_labels): bars, their colour, the strip."""
         if not self._history:
             self.state.setText("")
         self._history[index] = (start_s, scores)
         keep = math.ceil((self.history_s + self._window_s) / self._hop_s) + 2
         while len(self._history) > keep:
             self._history.popitem(last=False)
-        s = np.nan_to_num(scores, nan=0.0)
-        on, off = self.thresholds[:, 0], self.thresholds[:, 1]
-        self._active = np.where(self._active, s >= off, s >= on)
-        self._latest = s
+        self._active = np.asarray(active, dtype=bool)
+        self._latest = np.nan_to_num(scores, nan=0.0)
         self.update_rows(allowed, pinned)
 
     def update_rows(self, allowed: np.ndarray, pinned: list[int]) -> None:

@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from core.audio_io import AUDIO_SUFFIXES
+from core.inputs import collect_audio, file_dialog_filter
 from core.capture import CaptureError, FilePlayback
 from core.config import EventConfig, FeatureConfig
 from core.errors import ExportExistsError, TaggerError
 from core.events import rule_for, thresholds_for
-from core.inputs import collect_audio
-from core.listen import LiveTimeline
 from core.modelfile import shipped_models
+from core.session import LiveFrames, LiveSession, LiveTimeline
 from core.tagger import TagFrame, TaggerEnd, TaggerState
 from app.controls import ExportDialog, ExportRequest, LabelPanel
 from app.exporting import export_scopes, write_export
@@ -30,14 +29,14 @@ from app.files_view import FileResult, FilesView
 from app.live_view import PLAY_FILE, LiveView
 from app.settings import AppSettings, default_qsettings, load_settings, save_settings
 from app.toolbar import OPEN_HF_DIR, OPEN_MODEL, RunBar
-from app.workers import (AnalysisWorker, JobDone, JobFailed, JobProgress, LiveFrames, LiveSession,
-                         ModelFailed, ModelLoader, ModelReady, SystemAudio)
+from app.workers import (AnalysisWorker, JobDone, JobFailed, JobProgress, ModelFailed, ModelLoader, ModelReady,
+                         SystemAudio)
 
 __all__ = ["MainWindow"]
 
 log = logging.getLogger(__name__)
 
-AUDIO_FILTER = f"Audio ({' '.join('*' + s for s in sorted(AUDIO_SUFFIXES))});;All files (*)"
+AUDIO_FILTER = file_dialog_filter()
 TICK_MS = 33                 # ~30 redraws per second
 STATS_EVERY_S = 0.5
 
@@ -62,7 +61,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self._analysis_results: queue.Queue = queue.Queue()
         self.analysis = AnalysisWorker(self._analysis_results)
         self.session: LiveSession | None = None
-        self.live: LiveTimeline | None = None
         self.live_result = None                     # (Timeline, events) of the last finished live session
         self._restart_live = False
         self._wanted_model = 0
@@ -157,6 +155,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run_bar.fill_models(self.settings.recent_models,
                                  self.model.spec if self.model else self.settings.model_spec)
 
+    @property
+    def live(self) -> LiveTimeline | None:
+        """The running session's event timeline (None when not listening)."""
+        return self.session.live if self.session is not None else None
+
     # ======================================================================================= errors
 
     def show_error(self, text: str) -> None:
@@ -233,7 +236,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.on_threshold, self.settings.off_threshold = self.on.value(), self.off.value()
         self.settings.label_thresholds = self.labels_panel.thresholds()
         config = self._event_config()
-        labels = self.live.labels if self.session is not None else (self.model.loaded.labels if self.model else None)
+        labels = self.session.labels if self.session is not None else (self.model.loaded.labels if self.model else None)
         if labels is not None:         # a running session keeps its model's labels until it restarts
             self.live_view.set_thresholds(thresholds_for(labels, rule_for(config, labels)))
         self.files_view.refresh_events(config, self.labels_panel.pinned())
@@ -288,7 +291,7 @@ class MainWindow(QtWidgets.QMainWindow):
             config = self._event_config()
             source = FilePlayback(path) if choice == PLAY_FILE else self.audio.open(choice)
             device = source.device
-            session = LiveSession(loaded, self.model.device, source, self.hop.value())
+            session = LiveSession(loaded, self.model.device, source, self.hop.value(), config, display=True)
             session.start()
         except (TaggerError, ValueError) as e:
             self.show_error(f"could not start listening: {e}")
@@ -296,8 +299,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session = session
         if choice != PLAY_FILE:
             self.settings.input_device = device.name
-        self.live = LiveTimeline(loaded.labels, session.tagger.window_s, session.tagger.hop_s, config,
-                                 loaded.name, f"live:{device.name}", device=str(self.model.device))
         self.live_view.begin(loaded.features, loaded.labels, session.tagger.window_s, session.tagger.hop_s,
                              thresholds_for(loaded.labels, config))
         self.live_view.set_running(True)
@@ -317,16 +318,16 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _drain_live(self) -> None:
         session = self.session
-        error = session.check()
+        session.check()          # a lost device ends the stream here; the tagger then puts TaggerEnd
         allowed, pinned = self.labels_panel.allowed(), self.labels_panel.pinned()
         for item in _pending(session.results):
             if isinstance(item, LiveFrames):
                 self.live_view.add_frames(item.start_frame, item.frames, item.level_db)
             elif isinstance(item, TagFrame):
-                self.live_view.add_events(self.live.add(item))
-                self.live_view.add_scores(item.index, item.start_s, item.scores, allowed, pinned)
+                self.live_view.add_events(session.add(item))
+                self.live_view.add_scores(item.index, item.start_s, item.scores, session.open_labels(), allowed, pinned)
             elif isinstance(item, TaggerEnd):
-                self._live_ended(item, error)
+                self._live_ended(item)
                 return
         now = time.monotonic()
         if now - self._last_stats > STATS_EVERY_S:
@@ -346,21 +347,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_health.setText(f"overflows {self.session.source.input_overflows}, skipped "
                                    f"{stats.windows_skipped}, lost {stats.windows_lost}")
 
-    def _live_ended(self, end: TaggerEnd, error: str | None) -> None:
-        session, live = self.session, self.live
+    def _live_ended(self, end: TaggerEnd) -> None:
         self._show_stats()
-        session.close()
-        stats = session.stats()
-        clock = getattr(session.source, "clock_start", None)
-        timeline = live.timeline(end.num_samples, clock_start=clock() if clock else None,
-                                 extra={"input_device": session.source.device.name,
-                                        "capture_rate_hz": session.source.rate_hz,
-                                        "input_overflows": session.source.input_overflows,
-                                        "windows_skipped": stats.windows_skipped,
-                                        "windows_lost": stats.windows_lost})
-        events, unreported = live.finish(timeline)
-        self.live_view.add_events(unreported)
-        self.live_result = (timeline, events)
+        result = self.session.finish(end)
+        self.live_view.add_events(result.unreported)
+        self.live_result = (result.timeline, result.events)
         self.session = None
         self.live_view.set_running(False)
         if end.error:
@@ -430,9 +421,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """'live': the running session (a snapshot) or else the last finished one; 'last': the last
         finished session while another runs (e.g. before a model change restarted the stream)."""
         last = self.live_result[0] if self.live_result is not None else None
-        if self.live is not None and self.session is not None:
-            clock = getattr(self.session.source, "clock_start", None)
-            running = self.live.timeline(self.session.stats().num_samples, clock_start=clock() if clock else None)
+        if self.session is not None:
+            running = self.session.timeline()
             return {"live": running, **({"last": last} if last is not None else {})}
         return {"live": last} if last is not None else {}
 

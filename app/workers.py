@@ -1,9 +1,10 @@
 """The seam between Qt and core: workers that drive core objects off the GUI thread.
 
-Threads: `ModelLoader` and `AnalysisWorker` are QThreads; a `LiveSession` controls a Capture (PortAudio's
-audio thread writes its ring) and a StreamingTagger (its own thread). None of them touches a widget: each
-puts small immutable messages (frozen dataclasses, array copies) on its own `queue.Queue`, which the GUI
-thread drains on its ~30 Hz timer (MainWindow). The GUI thread never runs the model or a decoder.
+Threads: `ModelLoader` and `AnalysisWorker` are QThreads; a live session is core.session.LiveSession (the
+one `listen` drives too: a source whose audio thread writes its ring, and a StreamingTagger on its own
+thread); `SystemAudio` and `FileAudio` are the sources the window can open. None of them touches a widget:
+each puts small immutable messages (frozen dataclasses, array copies) on its own `queue.Queue`, which the
+GUI thread drains on its ~30 Hz timer (MainWindow). The GUI thread never runs the model or a decoder.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -24,17 +24,16 @@ from PySide6.QtCore import QThread
 
 from core.analyze import AnalysisCancelled, Analyzer
 from core.audio_io import probe
-from core.capture import Capture, CaptureReader, FilePlayback, InputDevice, list_input_devices, refresh_devices
+from core.capture import Capture, FilePlayback, InputDevice, list_input_devices, refresh_devices
 from core.errors import TaggerError
 from core.modelfile import LoadedModel, load_model
-from core.ringbuffer import RingBuffer
 from core.scorer import Scorer
-from core.tagger import StreamingTagger, TaggerConfig, TaggerStats
+from core.session import AudioSource
 from core.timeline import Timeline
 from app.spectrogram_view import quantize, spectrogram_levels
 
-__all__ = ["ModelReady", "ModelFailed", "ModelLoader", "LiveFrames", "LiveSession", "AudioSource", "SystemAudio", "FileAudio",
-           "JobProgress", "JobDone", "JobFailed", "AnalysisWorker", "set_cpu_threads", "MAX_DISPLAY_COLUMNS"]
+__all__ = ["ModelReady", "ModelFailed", "ModelLoader", "SystemAudio", "FileAudio", "JobProgress", "JobDone",
+           "JobFailed", "AnalysisWorker", "set_cpu_threads", "MAX_DISPLAY_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -99,29 +98,6 @@ class ModelLoader(QThread):
 
 # ------------------------------------------------------------------------------------------------ live
 
-@dataclass(frozen=True)
-class LiveFrames:
-    """New fbank frames of the live stream (the model's own features) and the input level."""
-
-    start_frame: int         # absolute 10 ms frame index of frames[0]
-    frames: np.ndarray       # (N, F) raw log-mel
-    level_db: float          # peak level of the newest audio, dBFS
-
-
-class AudioSource(Protocol):
-    """What a LiveSession listens to: core.capture.Capture, or anything with its interface (tests use a
-    file played into a ring in real time)."""
-
-    ring: RingBuffer
-    rate_hz: int
-    input_overflows: int
-    device: InputDevice
-
-    def start(self) -> None: ...
-    def stop(self, end_index: int | None = None) -> None: ...
-    def check(self) -> str | None: ...
-
-
 class SystemAudio:
     """The machine's inputs through PortAudio (core.capture). Tests pass another backend to MainWindow."""
 
@@ -150,52 +126,6 @@ class FileAudio:
         source = FilePlayback(self.path, **self.playback)
         self.opened.append(source)
         return source
-
-
-class LiveSession:
-    """One live stream: source -> ring -> StreamingTagger -> `results` (LiveFrames, TagFrame, TaggerEnd).
-
-    Control (start, stop, close, check, stats) from the GUI thread. stop() ends the stream: the tagger
-    scores the tail and puts TaggerEnd; close() also stops the tagger at once and joins it.
-    """
-
-    def __init__(self, loaded: LoadedModel, device: torch.device, source: AudioSource, hop_s: float = 1.0):
-        self.source = source
-        self.results: queue.Queue = queue.Queue()
-        self.scorer = Scorer(loaded, device)
-        self._level_db = -120.0
-        self.tagger = StreamingTagger(self.scorer, CaptureReader(self.source.ring), TaggerConfig(hop_s=hop_s),
-                                      self.results, on_audio=self._on_audio, on_frames=self._on_frames)
-
-    # tagger thread
-    def _on_audio(self, samples: np.ndarray) -> None:
-        if len(samples):
-            peak = float(np.max(np.abs(samples)))
-            self._level_db = 20.0 * math.log10(max(peak, 1e-6))
-
-    def _on_frames(self, start_frame: int, frames: np.ndarray) -> None:
-        self.results.put(LiveFrames(start_frame, frames, self._level_db))
-
-    # GUI thread
-    def start(self) -> None:
-        self.source.start()          # CaptureError: the device did not open
-        self.tagger.start()
-
-    def check(self) -> str | None:
-        """The reason the stream ended early (device lost), else None."""
-        return self.source.check()
-
-    def stop(self) -> None:
-        self.source.stop()
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        self.source.stop()
-        self.tagger.stop()
-        if not self.tagger.join(timeout_s):
-            log.warning("the tagger thread did not stop within %.1f s", timeout_s)
-
-    def stats(self) -> TaggerStats:
-        return self.tagger.stats()
 
 
 # --------------------------------------------------------------------------------------- file analysis

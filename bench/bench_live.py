@@ -41,7 +41,7 @@ from core.audio_io import iter_blocks  # noqa: E402
 from core.capture import CaptureReader  # noqa: E402
 from core.config import EventConfig, FeatureConfig, ModelConfig  # noqa: E402
 from core.labels import audioset_labels  # noqa: E402
-from core.listen import LiveTimeline  # noqa: E402
+from core.session import LiveTimeline  # noqa: E402
 from core.model import AST  # noqa: E402
 from core.modelfile import load_model, save_model_file  # noqa: E402
 from core.ringbuffer import RingBuffer  # noqa: E402

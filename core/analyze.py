@@ -5,9 +5,9 @@ the file block by block into a small queue while this thread computes fbank fram
 they arrive) and runs windows through the model in batches, so memory stays bounded for any length:
 about one window plus one batch of frames, never the whole file.
 
-Window k starts at k * hop_s and covers the model's window; the last window reaches the end of the audio
-and is padded in the log-mel domain as the model was trained (AST: zeros; FeatureConfig.padding); audio
-shorter than a window gives one padded window.
+The windows are those of core.windows (the grid shared with live tagging): window k starts at k * hop_s and
+covers the model's window; the last window reaches the end of the audio and is padded as the model was
+trained; audio shorter than a window gives one padded window.
 
 A truncated or damaged file is analysed as far as it decodes; the Timeline's extra then holds `warning`
 (one line for the user) and `truncated_at_s`, which params.csv records (docs/policies.md). Non-finite
@@ -15,7 +15,6 @@ scores fail the file.
 """
 from __future__ import annotations
 
-import math
 import queue
 import threading
 from dataclasses import dataclass
@@ -25,64 +24,20 @@ import numpy as np
 import torch
 
 from core.audio_io import DecodeReport, iter_blocks, probe
-from core.config import FeatureConfig
-from core.errors import ConfigError, TaggerError
-from core.features import FbankStreamer, pad_or_cut
+from core.errors import TaggerError
+from core.features import FbankStreamer
 from core.scorer import Scorer
 from core.timeline import Timeline
+from core.windows import MAX_HOP_S, MIN_HOP_S, WindowPlan, hop_frames_for  # noqa: F401 - the grid's home
+
+__all__ = ["Analyzer", "AnalysisCancelled", "WindowPlan", "hop_frames_for", "MIN_HOP_S", "MAX_HOP_S"]
 
 ProgressFn = Callable[[float, float], None]  # (seconds analysed, seconds in the file; 0 = not known yet)
 FramesFn = Callable[[int, np.ndarray], None]  # (index of the first fbank frame, (N, F) raw log-mel copy)
 
-MIN_HOP_S, MAX_HOP_S = 0.01, 60.0
-
 
 class AnalysisCancelled(TaggerError):
     """The analysis was cancelled through its cancel event."""
-
-
-@dataclass(frozen=True)
-class WindowPlan:
-    """Where the windows of a stream of `num_frames_total` fbank frames start (all in frames)."""
-
-    window_frames: int
-    hop_frames: int
-
-    def num_windows(self, num_frames_total: int) -> int:
-        """Windows needed so that the last one reaches the end (at least one)."""
-        if num_frames_total <= self.window_frames:
-            return 1
-        reach_end = 1 + math.ceil((num_frames_total - self.window_frames) / self.hop_frames)
-        return min(reach_end, math.ceil(num_frames_total / self.hop_frames))  # hop > window: none starts at the end
-
-    def start(self, k: int) -> int:
-        return k * self.hop_frames
-
-
-def hop_frames_for(hop_s: float, frame_shift_s: float = 0.01) -> int:
-    """Hop in fbank frames; the hop must be a whole number of 10 ms frames within sensible bounds."""
-    frames = round(hop_s / frame_shift_s)
-    if not (MIN_HOP_S <= hop_s <= MAX_HOP_S) or abs(frames * frame_shift_s - hop_s) > 1e-9:
-        raise ConfigError(f"hop must be a multiple of {frame_shift_s:g} s between {MIN_HOP_S:g} and "
-                          f"{MAX_HOP_S:g} s, got {hop_s!r}")
-    return frames
-
-
-def _model_hop_frames(hop_s: float, features: FeatureConfig) -> int:
-    """hop_frames_for on the model's frame grid. When the hop fits AST's 10 ms frames and only the model's
-    odd frame shift (e.g. a feature config of 44101 Hz) rejects it, the error names the model, not --hop."""
-    try:
-        return hop_frames_for(hop_s, features.frame_shift_s)
-    except ConfigError as model_grid_error:
-        try:
-            hop_frames_for(hop_s)
-        except ConfigError:
-            raise model_grid_error from None     # the hop is wrong on any grid
-    raise ConfigError(
-        f"the model's feature config says {features.frame_shift_samples} samples per frame at "
-        f"{features.sample_rate_hz} Hz (frames of {features.frame_shift_s * 1000:.4g} ms), so no hop in 10 ms "
-        f"steps such as {hop_s:g} s fits its frame grid; AST models use 160 samples at 16000 Hz: the model "
-        "file's feature config is probably damaged; use a model file with a correct one")
 
 
 class Analyzer:
@@ -92,8 +47,8 @@ class Analyzer:
                  block_s: float = 8.0):
         self.scorer = scorer
         self.features = scorer.features
-        self.plan = WindowPlan(self.features.num_frames, _model_hop_frames(hop_s, self.features))
-        self.hop_s = self.plan.hop_frames * self.features.frame_shift_s
+        self.plan = WindowPlan.for_model(self.features, hop_s)
+        self.hop_s = self.plan.hop_s
         self.batch_size = batch_size or (64 if scorer.device.type == "cuda" else 8)
         self.block_s = block_s
 
@@ -117,13 +72,7 @@ class Analyzer:
 
         def run(ks: list[int]) -> None:
             nonlocal buffer, buffer_start
-            first, last = plan.start(ks[0]) - buffer_start, plan.start(ks[-1]) - buffer_start
-            if last + T <= buffer.shape[0]:  # consecutive full windows: a strided view, no copy
-                batch = buffer[first:last + T].unfold(0, T, plan.hop_frames).transpose(1, 2)  # (B, T, F)
-            else:  # the tail: windows that run past the end are padded as the model was trained
-                batch = torch.stack([pad_or_cut(w, T, self.features.pad_log_mel)
-                                     for w in (buffer[first + i * plan.hop_frames:][:T] for i in range(len(ks)))])
-            batch_scores = self.scorer(batch)                                                # (B, L)
+            batch_scores = self.scorer(plan.batch(buffer, buffer_start, ks, self.features.pad_log_mel))  # (B, L)
             if not np.isfinite(batch_scores).all():   # fail now: NaN would be written as "0 events"
                 raise TaggerError(
                     f"the model gave non-finite scores (NaN or inf) for '{path}' (window at "
@@ -165,8 +114,8 @@ class Analyzer:
         duration_s = num_samples / rate
         if progress:
             progress(total_s or duration_s, total_s or duration_s)
-        starts = np.round(np.arange(plan.num_windows(num_frames_total)) * self.hop_s, 6)
-        ends = np.minimum(starts + self.features.window_s, duration_s)
+        starts = plan.starts_s(0, plan.num_windows(num_frames_total))
+        ends = plan.ends_s(starts, duration_s)
         loaded = self.scorer.loaded
         return Timeline(
             source=str(path), labels=loaded.labels, starts_s=starts, ends_s=ends,

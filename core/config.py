@@ -153,14 +153,18 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class EventConfig:
-    """The event rule: per-label median filter, hysteresis, minimum duration, gap merge."""
+    """The event rule (core.events): per-label median filter, hysteresis, minimum duration, gap merge.
 
-    on_threshold: float = 0.3        # an event opens when the smoothed score reaches this; chosen on the
+    Every length is in seconds, so one rule gives the same events at any hop (core.events.median_windows
+    turns median_s into windows of the timeline's hop).
+    """
+
+    on_threshold: float = 0.3        # a window whose own score reaches this opens an event; chosen on the
                                      # earlier CPU model's fold 5 (half the true labels vs 30 % at 0.5); the
                                      # shipped model tags nothing on silence or noise at 0.3 and finds speech
                                      # at 0.3-0.8 (assets/models/default.metrics.json)
-    off_threshold: float = 0.2       # ... and stays open until it falls below this (hysteresis)
-    median_windows: int = 3          # median filter length over consecutive windows (odd, 1 = off)
+    off_threshold: float = 0.2       # ... which stays open until the smoothed score falls below this
+    median_s: float = 3.0            # median filter of the off decision, s (3 windows at a 1 s hop; < 2 hops: off)
     min_duration_s: float = 0.0      # shorter events are dropped
     merge_gap_s: float = 1.0         # events of one label closer than this are merged
     label_thresholds: tuple[tuple[str, float], ...] = field(default_factory=tuple)  # (label id or name, on threshold)
@@ -169,7 +173,17 @@ class EventConfig:
         if not 0.0 <= self.off_threshold <= self.on_threshold <= 1.0:
             raise ConfigError(
                 f"thresholds must satisfy 0 <= off ({self.off_threshold}) <= on ({self.on_threshold}) <= 1")
-        if self.median_windows < 1 or self.median_windows % 2 == 0:
-            raise ConfigError(f"median_windows must be a positive odd number, got {self.median_windows}")
+        if not (math.isfinite(self.median_s) and self.median_s >= 0):
+            raise ConfigError(f"median_s must be a finite number of seconds >= 0, got {self.median_s!r}")
         if self.min_duration_s < 0 or self.merge_gap_s < 0:
             raise ConfigError("min_duration_s and merge_gap_s must be >= 0")
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any], hop_s: float) -> "EventConfig":
+        """An EventConfig from saved values (params.csv, metrics JSON), also those written before the median
+        was in seconds: `median_windows` N at the saved hop is N * hop_s seconds (the same N windows)."""
+        values = dict(values)
+        if "median_windows" in values:
+            windows = values.pop("median_windows")
+            values.setdefault("median_s", float(windows) * hop_s)
+        return from_dict(cls, values)

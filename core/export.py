@@ -34,7 +34,7 @@ import numpy as np
 from core.atomic import LockTimeout, SetExistsError, SetWriteError, write_set
 from core.config import EventConfig
 from core.errors import ConfigError, ExportError, ExportExistsError
-from core.events import thresholds_for
+from core.events import median_windows, thresholds_for
 from core.timeline import Event, Timeline
 
 __all__ = ["FORMATS", "DEFAULT_FORMATS", "PACKAGE_VERSION", "COMBINED_REFUSED", "code_revision", "code_version",
@@ -228,7 +228,8 @@ def _params_rows_of(part: _Part, config: EventConfig) -> list[list[str]]:
     rows: dict[str, str] = {
         "model": _text(tl.model_name), "window_s": _t3(tl.window_s), "hop_s": _t3(tl.hop_s),
         "on_threshold": _value(config.on_threshold), "off_threshold": _value(config.off_threshold),
-        "median_windows": str(config.median_windows), "min_duration_s": _t3(config.min_duration_s),
+        "median_s": _t3(config.median_s), "median_windows": str(median_windows(config.median_s, tl.hop_s)),
+        "min_duration_s": _t3(config.min_duration_s),
         "merge_gap_s": _t3(config.merge_gap_s)}
     for key, _ in config.label_thresholds:          # effective on threshold, one row per label
         label = tl.labels.find(str(key))

@@ -140,3 +140,8 @@ def plan_outputs(files: list[tuple[Path, Path]], out_root: Path | None,
                              "analyse them into different --out folders, or pass their common parent folder "
                              "so that --out mirrors it")
     return renamed, list(groups.values())
+
+
+def file_dialog_filter() -> str:
+    """A file-dialog filter of the audio suffixes, e.g. for Qt: "Audio (*.aif *.aiff ...);;All files (*)"."""
+    return f"Audio ({' '.join('*' + s for s in sorted(AUDIO_SUFFIXES))});;All files (*)"

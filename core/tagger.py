@@ -4,7 +4,7 @@ Runs on its own thread (`StreamingTagger.start`), which owns the Scorer, the Fba
 state; it only reads the ring (through a CaptureReader, copies) and puts immutable `TagFrame`s, then one
 `TaggerEnd`, on a queue for the consumer (CLI main thread, GUI thread). Timestamps come from sample counts.
 
-Windows are on the grid of file analysis (core.analyze): window k covers fbank frames
+Windows are on the grid of file analysis (core.windows): window k covers fbank frames
 [k * hop_frames, k * hop_frames + T), i.e. stream samples from k * hop_s on, so live and file tagging give
 the same windows for the same samples. Warm-up: no window is emitted before the first full one (window 0,
 complete once window_s + 15 ms of audio has arrived); until then `state` is WARMING_UP and
@@ -27,18 +27,17 @@ from typing import Callable
 import numpy as np
 import torch
 
-from core.analyze import WindowPlan, hop_frames_for
 from core.capture import CaptureReader
 from core.errors import ConfigError
-from core.features import FbankStreamer, pad_or_cut
+from core.features import FbankStreamer
 from core.scorer import Scorer
+from core.windows import MAX_LIVE_HOP_S, MIN_LIVE_HOP_S, WindowPlan, check_live_hop
 
 __all__ = ["TaggerConfig", "TaggerState", "TagFrame", "TaggerEnd", "TaggerStats", "StreamingTagger",
            "MIN_LIVE_HOP_S", "MAX_LIVE_HOP_S"]
 
 log = logging.getLogger(__name__)
 
-MIN_LIVE_HOP_S, MAX_LIVE_HOP_S = 0.25, 5.0
 AudioSink = Callable[[np.ndarray], None]   # gets every 16 kHz sample of the stream in order (gaps as zeros)
 FrameSink = Callable[[int, np.ndarray], None]  # (absolute index of the first fbank frame, (N, F) raw log-mel copy)
 
@@ -53,10 +52,7 @@ class TaggerConfig:
     keep_lags: int = 100_000     # processing lags remembered for stats()
 
     def __post_init__(self) -> None:
-        if not MIN_LIVE_HOP_S <= self.hop_s <= MAX_LIVE_HOP_S:
-            raise ConfigError(f"live hop must be between {MIN_LIVE_HOP_S:g} and {MAX_LIVE_HOP_S:g} s, "
-                              f"got {self.hop_s!r}; one model call per hop must fit the CPU/GPU")
-        hop_frames_for(self.hop_s)   # ConfigError unless a multiple of 10 ms
+        check_live_hop(self.hop_s)   # ConfigError outside the live limits or off the 10 ms grid
 
 
 class TaggerState(str, enum.Enum):
@@ -116,8 +112,8 @@ class StreamingTagger:
                               f"{features.sample_rate_hz} Hz")
         self.scorer, self.reader, self.config = scorer, reader, config
         self.features = features
-        self.plan = WindowPlan(features.num_frames, hop_frames_for(config.hop_s, features.frame_shift_s))
-        self.hop_s = self.plan.hop_frames * features.frame_shift_s
+        self.plan = WindowPlan.for_model(features, config.hop_s)
+        self.hop_s = self.plan.hop_s
         self.window_s = features.window_s
         self.results: queue.Queue = results if results is not None else queue.Queue()
         self.on_audio = on_audio
@@ -238,7 +234,7 @@ class StreamingTagger:
                 ks = [newest]
             else:
                 ks = list(range(self._next_window, min(newest + 1, self._next_window + self.config.batch_size)))
-            windows = torch.stack([self._frames[self.plan.start(k) - self._frames_start:][:T] for k in ks])
+            windows = self.plan.batch(self._frames, self._frames_start, ks, self.features.pad_log_mel)
             scores = self._score(ks, windows)                                   # (B, T, F) -> (B, L)
             self.state = TaggerState.RUNNING        # before the first frame is seen by the consumer
             for k, row in zip(ks, scores):
@@ -262,14 +258,13 @@ class StreamingTagger:
         return scores
 
     def _frame(self, k: int, scores: np.ndarray, padded: bool) -> TagFrame:
-        rate = self.features.sample_rate_hz
         start = self.plan.start(k) * self._shift
-        start_s = round(start / rate, 6)
-        if padded:
-            end = min(start + self.plan.window_frames * self._shift, self._position)
-            end_s = min(start_s + self.window_s, self._position / rate)
-        else:
-            end, end_s = start + self.plan.window_frames * self._shift, start_s + self.window_s
+        end = start + self.plan.window_frames * self._shift
+        start_s = float(self.plan.starts_s(k, k + 1)[0])
+        end_s = start_s + self.window_s
+        if padded:   # the grid's end of a window that runs past the stream
+            end = min(end, self._position)
+            end_s = float(self.plan.ends_s(start_s, self._position / self.features.sample_rate_hz))
         values = np.array(scores, dtype=np.float32)
         values.setflags(write=False)
         return TagFrame(k, start, end, start_s, end_s, values, padded)
@@ -278,16 +273,12 @@ class StreamingTagger:
         """End of stream: score the remaining windows that reach the end, padded like file analysis."""
         if self._position == 0:
             return
-        T = self.plan.window_frames
         total = self._available_frames()
         ks = list(range(self._next_window, self.plan.num_windows(total)))
         for i in range(0, len(ks), self.config.batch_size):
             batch_ks = ks[i:i + self.config.batch_size]
-            windows = []
-            for k in batch_ks:
-                w = self._frames[self.plan.start(k) - self._frames_start:][:T]  # (<=T, F)
-                windows.append(pad_or_cut(w, T, self.features.pad_log_mel))
-            scores = self._score(batch_ks, torch.stack(windows))
+            windows = self.plan.batch(self._frames, self._frames_start, batch_ks, self.features.pad_log_mel)
+            scores = self._score(batch_ks, windows)
             for k, row in zip(batch_ks, scores):
-                self.results.put(self._frame(k, row, padded=self.plan.start(k) + T > total))
+                self.results.put(self._frame(k, row, padded=self.plan.is_padded(k, total)))
         self._next_window = max(self._next_window, ks[-1] + 1) if ks else self._next_window

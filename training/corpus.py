@@ -319,7 +319,7 @@ def negatives(room: list[np.ndarray], backgrounds: list, rng: random.Random, cou
     pool = [("roomtone", t, None, "") for t in room if len(t) >= RATE // 20] + backgrounds
     items = []
     for i in range(count):
-        name, x, repo, origin = pool[i % len(pool)] if i % 5 else (f"thump", None, None, "synthetic")
+        name, x, repo, origin = pool[i % len(pool)] if i % 5 else ("thump", None, None, "synthetic")
         seconds = NEGATIVE_LENGTHS_S[i % len(NEGATIVE_LENGTHS_S)]
         n = int(seconds * RATE)
         if x is None:  # near silence with a handling thump (a low, short knock on the microphone)

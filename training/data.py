@@ -24,7 +24,6 @@ import csv
 import hashlib
 import json
 import logging
-import os
 import random
 import threading
 import zlib

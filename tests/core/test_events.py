@@ -30,7 +30,7 @@ def make_timeline(tracks: dict[int, list[float]], window_s: float = 2.0, hop_s: 
 
 
 def config(**overrides) -> EventConfig:
-    values = dict(on_threshold=0.5, off_threshold=0.3, median_windows=1, min_duration_s=0.0, merge_gap_s=0.0)
+    values = dict(on_threshold=0.5, off_threshold=0.3, median_s=0.0, min_duration_s=0.0, merge_gap_s=0.0)
     values.update(overrides)
     return EventConfig(**values)
 
@@ -42,8 +42,8 @@ def spans(events) -> list[tuple[float, float]]:
 def test_one_block_gives_one_event_with_computed_times_and_scores():
     # window 2 s, hop 1 s: centre of window k is k + 1; a run i..j spans [c_i - 0.5, c_j + 0.5]
     track = [0, 0, 0, 0.7, 0.95, 0.8, 0, 0, 0, 0]
-    for median in (1, 3):
-        events = detect_events(make_timeline({DOG: track}), config(median_windows=median))
+    for median_s in (1.0, 3.0):
+        events = detect_events(make_timeline({DOG: track}), config(median_s=median_s))
         assert len(events) == 1
         e = events[0]
         assert (e.label_index, e.start_s, e.end_s) == (DOG, 3.5, 6.5)
@@ -64,20 +64,27 @@ def test_event_opens_at_the_first_window_above_on_not_above_off():
     assert spans(events) == [(2.5, 4.5)]
 
 
-def test_median_filter_removes_a_one_window_spike_only_when_on():
-    track = [0, 0, 0, 0.9, 0, 0, 0]
-    assert detect_events(make_timeline({SPEECH: track}), config(median_windows=3)) == []
-    assert spans(detect_events(make_timeline({SPEECH: track}), config(median_windows=1))) == [(3.5, 4.5)]
+def test_median_bridges_a_one_window_dip_only_when_on():
+    track = [0, 0.9, 0.9, 0.1, 0.9, 0.9, 0]
+    assert spans(detect_events(make_timeline({SPEECH: track}), config(median_s=3.0))) == [(1.5, 6.5)]
+    assert spans(detect_events(make_timeline({SPEECH: track}), config(median_s=1.0))) == [(1.5, 3.5), (4.5, 6.5)]
 
 
-def test_median_filter_shrinks_at_the_edges():
-    np.testing.assert_allclose(median_filter(np.array([1.0, 2.0, 3.0, 10.0]), 3), [1.5, 2.0, 3.0, 6.5])
+def test_median_filter_takes_the_lower_middle_of_the_neighbours_that_exist_at_the_edges():
+    # every output is one of the inputs: no zero padding, no mean of two neighbours at the ends
+    np.testing.assert_allclose(median_filter(np.array([1.0, 2.0, 3.0, 10.0]), 3), [1.0, 2.0, 3.0, 3.0])
     np.testing.assert_allclose(median_filter(np.array([5.0, 0.0, 0.0, 0.0, 0.0, 9.0]), 5),
                                [0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(median_filter(np.array([4.0, 0.0, 7.0, 1.0, 5.0]), 5), [4.0, 1.0, 4.0, 1.0, 5.0])
     np.testing.assert_allclose(median_filter(np.array([1.0, np.nan, 3.0]), 1), [1.0, 0.0, 3.0])
-    # zero padding would give 0 at window 0; the shrunk window gives median(0.9, 0) = 0.45 >= on
-    events = detect_events(make_timeline({SPEECH: [0.9, 0, 0, 0, 0]}), config(on_threshold=0.4, median_windows=3))
+    np.testing.assert_allclose(median_filter(np.array([0.0, 0.9, 0.9]), 9), [0.9, 0.9, 0.9])   # fewer values than 9
+    events = detect_events(make_timeline({SPEECH: [0.9, 0, 0, 0, 0]}), config(on_threshold=0.4, median_s=3.0))
     assert spans(events) == [(0.0, 1.5)]
+    # the edge keeps the context that exists: a dip near the start is bridged by the loud windows after
+    # it (a neighbourhood cut symmetrically to {1, 0.1, 0.1} closed the event there, so the events near a
+    # file's start depended on where the file began)
+    dip = [1, 0.1, 0.1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]
+    assert spans(detect_events(make_timeline({SPEECH: dip}), config(median_s=7.0))) == [(0.0, 8.5)]
 
 
 def test_gap_merge_joins_runs_and_recomputes_peak_and_mean_over_their_windows():
@@ -176,3 +183,92 @@ def test_rule_for_drops_thresholds_of_labels_a_model_lacks_and_keeps_the_rest():
     assert rule_for(kept, labels) is kept
     with pytest.raises(ConfigError):                       # the strict check still refuses typed input
         thresholds_for(labels, config)
+
+
+# ---- defect 13: a reported confidence is a score that crossed the threshold; lone windows; seconds ----------
+
+def test_reported_peak_is_a_raw_score_that_reached_on():
+    # the median at the last window (0.77, 0.006) opened an event whose only window scored 0.006
+    track = np.array([0, 0, 0, 0.77, 0.006])
+    starts = np.arange(5) * 1.0
+    events = detect_label_events(track, starts, starts + 2.0, 1.0, 6.0, 0.3, 0.2, 3, 0.0, 1.0, 0)
+    assert [(e.start_s, e.peak_score) for e in events] == [(3.5, pytest.approx(0.77))]
+    assert events[0].peak_time_s == 4.0
+
+
+def test_a_lone_strong_window_is_an_event_unless_min_duration_drops_it():
+    track = [0, 0, 0.9, 0, 0]
+    for median_s in (1.0, 3.0, 5.0):
+        [e] = detect_events(make_timeline({SPEECH: track}), config(median_s=median_s))
+        assert (e.start_s, e.end_s, e.peak_score) == (2.5, 3.5, pytest.approx(0.9))
+    assert detect_events(make_timeline({SPEECH: track}), config(median_s=3.0, min_duration_s=1.5)) == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_event_peaks_at_or_above_its_on_threshold(seed):
+    rng = np.random.default_rng(seed)
+    track = np.clip(rng.normal(0.25, 0.2, 200) * (rng.random(200) < 0.6), 0, 1)
+    for median_s in (1.0, 3.0, 5.0, 9.0):
+        for e in detect_events(make_timeline({DOG: track.tolist()}), config(on_threshold=0.5, off_threshold=0.2,
+                                                                            median_s=median_s)):
+            assert e.peak_score >= 0.5
+            assert e.mean_score <= e.peak_score
+
+
+def test_median_length_is_in_seconds_so_the_hop_does_not_change_the_events():
+    # 0-10 s loud, a 1 s dip, 11-20 s loud again, then quiet: the 3 s median bridges the dip at any hop
+    def score(t: np.ndarray) -> np.ndarray:
+        return np.where(((t >= 3) & (t < 10)) | ((t >= 11) & (t < 20)), 0.9, 0.05)
+
+    found = {}
+    for hop in (1.0, 0.5, 0.25, 0.1):
+        starts = np.round(np.arange(0, 30, hop), 6)
+        timeline = make_timeline({DOG: score(starts).tolist()}, window_s=2.0, hop_s=hop)
+        found[hop] = spans(detect_events(timeline, config(median_s=3.0)))
+    assert all(len(v) == 1 for v in found.values()), found
+    for hop, [(start, end)] in found.items():
+        assert start == pytest.approx(4.0, abs=hop) and end == pytest.approx(21.0, abs=hop)
+
+
+def test_median_windows_for_a_hop():
+    from core.events import median_windows
+    assert [median_windows(3.0, hop) for hop in (1.0, 0.5, 0.25, 0.1, 2.0, 5.0)] == [3, 7, 13, 31, 1, 1]
+    assert median_windows(0.0, 1.0) == median_windows(1.0, 1.0) == 1
+    assert all(median_windows(float(n), 1.0) == n for n in (1, 3, 5, 7))   # N s at a 1 s hop: N windows
+
+
+def test_saved_median_in_windows_is_read_as_seconds_at_its_hop():
+    old = {"on_threshold": 0.5, "off_threshold": 0.25, "median_windows": 5, "min_duration_s": 0.0,
+           "merge_gap_s": 1.0}
+    config_ = EventConfig.from_saved(old, hop_s=0.5)
+    assert config_.median_s == 2.5 and config_.on_threshold == 0.5
+    from core.events import median_windows
+    assert median_windows(config_.median_s, 0.5) == 5
+    assert EventConfig.from_saved({"median_s": 2.0}, hop_s=0.1).median_s == 2.0
+    with pytest.raises(ConfigError, match="median_s"):
+        EventConfig.from_saved({"median": 3}, hop_s=1.0)
+
+
+def test_median_seconds_must_be_a_finite_non_negative_number():
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="median"):
+            EventConfig(median_s=bad)
+
+
+def test_open_at_end_follows_the_rule_not_the_raw_scores():
+    from core.events import open_at_end
+    args = dict(on=0.5, off=0.3, median_s=3.0, hop_s=1.0)
+    assert open_at_end(np.array([0, 0, 0.9]), **args)                 # a raw crossing opens
+    assert open_at_end(np.array([0, 0.9, 0.9, 0.1]), **args) is False   # at the end the median is the last score
+    assert open_at_end(np.array([0, 0.9, 0.9, 0.1, 0.9]), **args)
+    assert open_at_end(np.array([0.9, 0.9, 0.1, 0.9, 0.9, 0.1, 0.2]), **args) is False
+    assert open_at_end(np.array([0.9, 0.35, 0.1, 0.35, 0.35]), **args)   # the median bridges the 0.1: raw
+                                                                          # hysteresis (the old bars) had closed
+    assert open_at_end(np.array([0.9, 0.9, 0.2, 0.9, 0.9]), **args)
+    assert not open_at_end(np.array([0.4, 0.45, 0.4]), **args)          # above off, but never reached on
+    assert not open_at_end(np.zeros(0), **args)
+    track = np.array([0, 0.9, 0.1, 0.9, 0.9, 0.35, 0.2, 0.9, 0.1, 0.1, 0.1])
+    for w in range(1, len(track) + 1):   # the same answer as the event rule on the windows so far
+        starts = np.arange(w) * 1.0
+        events = detect_label_events(track[:w], starts, starts + 2.0, 1.0, w + 1.0, 0.5, 0.3, 3.0, 0.0, 0.0, 0)
+        assert open_at_end(track[:w], **args) == (bool(events) and events[-1].end_s == w + 1.0), w

@@ -80,11 +80,11 @@ def spans(events, labels: LabelSet, shift_s: float, end_s: float) -> list[tuple[
 
 # ---- LiveTimeline: events printed as they close are the final events ---------------------------------
 
-@pytest.mark.parametrize("median,gap,min_dur", [(1, 0.0, 0.0), (3, 1.0, 0.0), (5, 0.5, 1.0), (3, 2.0, 0.5)])
+@pytest.mark.parametrize("median,gap,min_dur", [(1, 0.0, 0.0), (3, 1.0, 0.0), (5, 0.5, 1.0), (3, 1.5, 0.5)])
 def test_events_closed_live_are_final_and_come_in_time(median, gap, min_dur):
     rng = np.random.default_rng(median * 100 + int(gap * 10))
     labels = LabelSet.from_names([f"l{i}" for i in range(6)])
-    config = EventConfig(median_windows=median, merge_gap_s=gap, min_duration_s=min_dur,
+    config = EventConfig(median_s=median * HOP, merge_gap_s=gap, min_duration_s=min_dur,
                          label_thresholds=(("l5", 0.8),))
     W, window_s = 600, 2.0
     on = rng.random((W, len(labels))) < 0.1                      # blocky scores: runs of on and off
@@ -137,10 +137,13 @@ def test_live_equals_file_through_the_virtual_microphone(virtual_mic, energy_mod
     out = tmp_path / "out"
     player = threading.Timer(1.12, vmic, args=("play", str(scene)))   # about half a hop off the grid
     player.start()
-    # a merge gap far from the event gaps of the scene: hop-sized shifts cannot flip a merge decision
-    rule = EventConfig(merge_gap_s=0.3)
+    # a merge gap far from the event gaps of the scene: hop-sized shifts cannot flip a merge decision; and
+    # the median the scene was designed with (3 windows at this hop; the 3 s default spans 13 windows, which
+    # bridges the scene's 0.75 s dips or not depending on the sub-hop alignment of the playback)
+    rule = EventConfig(merge_gap_s=0.3, median_s=0.75)
     code = main(["listen", "--model", str(energy_model), "--duration", "10.5", "--hop", str(HOP), "--record",
-                 "--merge-gap", "0.3", "--out", str(out), "--name", "live", "--formats", "tags,scores,params,dcase"]
+                 "--merge-gap", "0.3", "--median", "0.75", "--out", str(out), "--name", "live",
+                 "--formats", "tags,scores,params,dcase"]
                 + (["--rate", str(rate)] if rate else []))
     player.join()
     printed = capsys.readouterr()
@@ -233,3 +236,59 @@ def test_device_vanishing_mid_stream_stops_cleanly_with_exports(virtual_mic, ene
         assert again.returncode == 2 and again.stderr.startswith("error: no audio input device found")
     finally:
         vmic("start")
+
+
+# ---- core.session: one session for `listen` and the window; the bars' "open" comes from the rule --------
+
+def test_open_labels_are_the_event_rule_at_the_newest_window():
+    from core.events import open_at_end
+    rng = np.random.default_rng(7)
+    labels = LabelSet.from_names([f"l{i}" for i in range(4)])
+    config = EventConfig(median_s=3 * HOP, merge_gap_s=0.5, label_thresholds=(("l3", 0.8),))
+    on = rng.random((400, 4)) < 0.05
+    scores = np.clip(np.where(np.maximum.accumulate(on, axis=0) & (rng.random((400, 4)) < 0.5), 0.9, 0.1)
+                     + rng.normal(0, 0.15, (400, 4)), 0, 1).astype(np.float32)
+    live = LiveTimeline(labels, 2.0, HOP, config, "m", "live:test")
+    differs = 0
+    raw_open = np.zeros(4, dtype=bool)
+    for k in range(400):
+        live.add(TagFrame(k, 4000 * k, 4000 * k + 32000, k * HOP, k * HOP + 2.0, scores[k]))
+        got = live.open_labels()
+        for label, (on_, off_) in enumerate([(0.3, 0.2)] * 3 + [(0.8, 0.8 * 2 / 3)]):
+            assert got[label] == open_at_end(scores[:k + 1, label], on_, off_, config.median_s, HOP), (k, label)
+            raw_open[label] = scores[k, label] >= (off_ if raw_open[label] else on_)   # the old bars' rule
+        differs += int((got != raw_open).any())
+    assert differs > 0      # the old raw-score rule disagreed with the engine on these windows
+
+
+def test_a_live_session_drives_a_source_into_events_and_provenance(energy_model, scene, tmp_path):
+    from core.capture import FilePlayback
+    from core.session import LiveFrames, LiveSession, WavRecorder
+    from core.tagger import TaggerEnd
+    loaded = load_model(energy_model)
+    source = FilePlayback(scene, speed=8.0)
+    recorder = WavRecorder(tmp_path / "heard.wav")
+    session = LiveSession(loaded, "cpu", source, HOP, EventConfig(merge_gap_s=0.3), recorder, display=True)
+    assert session.live.source == str(tmp_path / "heard.wav")
+    session.start()
+    closed, frames, opened = [], 0, set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        item = session.results.get(timeout=10)
+        if isinstance(item, LiveFrames):
+            frames += len(item.frames)
+        elif isinstance(item, TaggerEnd):
+            break
+        elif isinstance(item, TagFrame):
+            closed += session.add(item)
+            opened.update(loaded.labels[i].id for i in np.flatnonzero(session.open_labels()))
+    result = session.finish(item)
+    assert result.error is None and frames > 700
+    timeline = result.timeline
+    assert timeline.duration_s == 8.0 and timeline.kind == "mic" and timeline.clock_start is not None
+    assert {"input_device", "capture_rate_hz", "input_overflows", "windows_skipped", "windows_lost"} <= set(timeline.extra)
+    assert timeline.extra["input_device"] == "playback of scene.wav"
+    assert result.events == detect_events(timeline, EventConfig(merge_gap_s=0.3))
+    assert set(closed) | set(result.unreported) == set(result.events) and len(closed) > 0
+    assert "/t/sound" in opened
+    assert sf.info(tmp_path / "heard.wav").duration == 8.0            # the recorder got every sample, and is closed

@@ -1,0 +1,118 @@
+"""What the command-line subcommands share: exit codes, UsageError, the event-rule and format arguments.
+
+Imported by core.cli (`analyze`, the entry point) and core.listen (`listen`, `devices`), which import each
+other no more. Main thread; nothing here prints.
+Exit codes: 0 every file succeeded, 1 some failed (the others are still analysed and written), 2 usage.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+from core.config import EventConfig
+from core.export import FORMATS
+from core.inputs import one_line
+
+__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "UsageError", "Parser", "add_event_arguments",
+           "event_config_from", "parse_formats", "seconds_above_zero", "seconds_from_zero", "probability",
+           "count_above_zero", "folder_name"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments: printed as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line: `main.py analyze: error: argument --hop: ...`, exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def seconds_above_zero(text: str) -> float:
+    if (value := _number(text)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return value
+
+
+def seconds_from_zero(text: str) -> float:
+    if (value := _number(text)) < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    if not 0.0 <= (value := _number(text)) <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a score between 0 and 1, got {text!r}")
+    return value
+
+
+def count_above_zero(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def folder_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty name (leave --out out to write "
+                                         "next to each file)")
+    return text
+
+
+def add_event_arguments(p: argparse.ArgumentParser) -> None:
+    d = EventConfig()
+    g = p.add_argument_group("event rule")
+    g.add_argument("--threshold", type=probability, default=d.on_threshold, metavar="P",
+                   help=f"score that opens an event (default {d.on_threshold})")
+    g.add_argument("--off-threshold", type=probability, default=None, metavar="P",
+                   help=f"score below which an open event closes (default: threshold x {d.off_threshold / d.on_threshold:.2f})")
+    g.add_argument("--label-threshold", action="append", default=[], metavar="LABEL=P",
+                   help="on threshold for one label (id or display name); repeatable")
+    g.add_argument("--median", type=seconds_from_zero, default=d.median_s, metavar="S",
+                   help=f"median filter length in seconds; smooths when an event closes (default {d.median_s:g})")
+    g.add_argument("--min-duration", type=seconds_from_zero, default=d.min_duration_s, metavar="S",
+                   help=f"drop events shorter than S seconds (default {d.min_duration_s})")
+    g.add_argument("--merge-gap", type=seconds_from_zero, default=d.merge_gap_s, metavar="S",
+                   help=f"merge events of one label closer than S seconds (default {d.merge_gap_s})")
+
+
+def event_config_from(args: argparse.Namespace) -> EventConfig:
+    d = EventConfig()
+    off = args.off_threshold if args.off_threshold is not None else args.threshold * d.off_threshold / d.on_threshold
+    per_label = []
+    for item in args.label_threshold:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name:
+            raise UsageError(f"--label-threshold expects LABEL=P, got {item!r}")
+        try:
+            per_label.append((name, probability(value)))
+        except argparse.ArgumentTypeError as e:
+            raise UsageError(f"--label-threshold {item!r}: {e}") from None
+    return EventConfig(on_threshold=args.threshold, off_threshold=off, median_s=args.median,
+                       min_duration_s=args.min_duration, merge_gap_s=args.merge_gap,
+                       label_thresholds=tuple(per_label))
+
+
+def parse_formats(text: str) -> list[str]:
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in FORMATS]
+    if unknown or not keys:
+        raise UsageError(f"unknown format(s) {unknown or text!r}; choose from {','.join(FORMATS)}")
+    return keys
