@@ -285,7 +285,7 @@ def test_unreadable_subfolder_is_reported_and_the_rest_analysed(tiny_hf_dir, esc
     (["--batch-size", "0"], "--batch-size"), (["--min-duration", "nan"], "--min-duration"),
     (["--min-duration", "-1"], "--min-duration"), (["--merge-gap", "nan"], "--merge-gap"),
     (["--out", ""], "--out"), (["--threshold", "nan"], "--threshold"), (["--off-threshold", "inf"], "--off-threshold"),
-    (["--median", "0"], "--median"), (["--label-threshold", "Dog=nan"], "--label-threshold"),
+    (["--median", "-1"], "--median"), (["--label-threshold", "Dog=nan"], "--label-threshold"),
 ])
 def test_bad_numbers_are_usage_errors_on_one_line(tiny_hf_dir, esc50_clip, tmp_path, capsys, argv, word):
     with pytest.raises(SystemExit) as info:
