@@ -177,6 +177,8 @@ class MainWindow(QtWidgets.QMainWindow):
         loader = ModelLoader(spec, self.compute_box.currentData() or "auto", self._model_results)
         self._loaders.append(loader)
         self._wanted_model = loader.request          # a slower, older request must not win
+        if self.model is None:
+            self.analysis.set_model_error(None)      # queued files wait for this one
         self.status_model.setText(f"loading {Path(spec).name if spec else 'the default model'}…")
         loader.start()
         self._wake()
@@ -492,6 +494,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 current = self.model.loaded.name if self.model else "no model"
                 self.show_error(f"could not load model {item.spec or 'default'}: {item.message} "
                                 f"(still using {current})")
+                if self.model is None:               # files queued for it fail with its reason
+                    self.analysis.set_model_error(f"could not load model {item.spec or 'default'}: "
+                                                  f"{item.message}")
                 self.status_model.setText(self._model_status if self.model else "no model loaded")
                 self._fill_models()
         self._loaders = [w for w in self._loaders if not w.isFinished()]
