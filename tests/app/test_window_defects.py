@@ -41,3 +41,28 @@ def test_files_queued_for_a_model_that_fails_fail_with_its_reason(qtbot, qsettin
     close(window)
 
 
+# ---------------------------------------------------------------- 2: typing a threshold
+
+
+def type_into(qtbot, box: QtWidgets.QDoubleSpinBox, text: str) -> None:
+    box.setFocus()
+    box.lineEdit().selectAll()
+    qtbot.keyClicks(box.lineEdit(), text)
+    qtbot.keyClick(box.lineEdit(), QtCore.Qt.Key.Key_Return)
+
+
+def test_typing_an_on_threshold_keeps_the_off_threshold(qtbot, qsettings):
+    window = open_window(qtbot, qsettings, NoAudio())
+    window.on.setValue(0.5)
+    window.off.setValue(0.3)
+    type_into(qtbot, window.on, "0.80")                   # passes through "0" and "0.8" on the way
+    assert window.on.value() == pytest.approx(0.80)
+    assert window.off.value() == pytest.approx(0.30)
+    assert window.settings.off_threshold == pytest.approx(0.30)
+    type_into(qtbot, window.off, "0.9")                    # off above on is refused: it stays at most on
+    assert window.off.value() <= window.on.value()
+    type_into(qtbot, window.on, "0.2")                     # a finished on below off takes off down with it
+    assert window.on.value() == pytest.approx(0.2) and window.off.value() == pytest.approx(0.2)
+    close(window)
+
+
