@@ -66,3 +66,20 @@ def test_typing_an_on_threshold_keeps_the_off_threshold(qtbot, qsettings):
     close(window)
 
 
+# ---------------------------------------------------------------- 8: a missing file on the command line
+
+
+def test_a_missing_file_argument_says_file_not_found(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opened = []
+    assert cli_main(["missing.wav"], open_app=opened.append) == 2
+    err = capsys.readouterr().err
+    assert "file not found: missing.wav" in err and "invalid choice" not in err
+    assert cli_main([str(tmp_path / "no" / "such.flac")], open_app=opened.append) == 2
+    assert "file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):                         # a mistyped command still lists the commands
+        cli_main(["analyse"], open_app=opened.append)
+    assert "invalid choice" in capsys.readouterr().err
+    assert not opened
+
+
