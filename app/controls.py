@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.export import FORMATS
 from core.labels import LabelSet
@@ -26,6 +26,21 @@ FORMAT_TITLES = {
     "params": "Parameters and provenance (.csv)",
 }
 _PIN, _NAME, _THRESHOLD = range(3)
+
+
+class _InheritedThreshold(QtWidgets.QStyledItemDelegate):
+    """Paints an empty On-threshold cell as the global threshold it inherits, greyed (the cell stays empty)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.global_on = 0.0
+
+    def initStyleOption(self, option: QtWidgets.QStyleOptionViewItem, index: QtCore.QModelIndex) -> None:
+        super().initStyleOption(option, index)
+        if not option.text.strip():
+            option.text = f"{self.global_on:.2f}"
+            option.palette.setColor(QtGui.QPalette.ColorRole.Text,
+                                    option.palette.color(QtGui.QPalette.ColorRole.PlaceholderText))
 
 
 class LabelPanel(QtWidgets.QWidget):
@@ -47,7 +62,10 @@ class LabelPanel(QtWidgets.QWidget):
         header.setSectionResizeMode(_NAME, QtWidgets.QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(_PIN, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(_THRESHOLD, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setToolTip("Tick a label to pin it to the bars; type a threshold (0-1) to give it its own")
+        self.table.setToolTip("Tick a label to pin it to the bars; type a threshold (0-1) to give it its own "
+                              "(grey: the global On threshold it uses)")
+        self._inherited = _InheritedThreshold(self.table)
+        self.table.setItemDelegateForColumn(_THRESHOLD, self._inherited)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.search)
@@ -102,6 +120,17 @@ class LabelPanel(QtWidgets.QWidget):
                     self.invalid.emit(f"the threshold for {name!r} must be a number between 0 and 1, got "
                                       f"{text!r}; it uses the global threshold")
         self.changed.emit()
+
+    def set_global_threshold(self, on: float) -> None:
+        """The On threshold that labels without their own use (shown greyed in their empty cells)."""
+        self._inherited.global_on = on
+        self.table.viewport().update()
+
+    def shown_threshold(self, index: int) -> str:
+        """The On-threshold text that label `index`'s row shows (its own, or the inherited global one)."""
+        option = QtWidgets.QStyleOptionViewItem()
+        self._inherited.initStyleOption(option, self.table.model().index(index, _THRESHOLD))
+        return option.text
 
     # what the rest of the window reads
     def allowed(self) -> np.ndarray:

@@ -76,6 +76,7 @@ class FilesView(QtWidgets.QSplitter):
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.title = QtWidgets.QLabel("")
         self.view = SpectrogramView()
+        self.view.spec_plot.setXRange(0, 10, padding=0)      # no file yet: file time starts at 0
         self.view.sigClicked.connect(self._clicked_at)
         top = QtWidgets.QWidget()
         tv = QtWidgets.QVBoxLayout(top)

@@ -232,6 +232,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.off.value() > self.on.value():
             self.off.setValue(self.on.value())       # keeps 0 <= off <= on
         self.settings.on_threshold, self.settings.off_threshold = self.on.value(), self.off.value()
+        self.labels_panel.set_global_threshold(self.on.value())
         self.settings.label_thresholds = self.labels_panel.thresholds()
         config = self._event_config()
         labels = self.live.labels if self.session is not None else (self.model.loaded.labels if self.model else None)
@@ -264,7 +265,8 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             devices = self.audio.list_devices(refresh=refresh and self.session is None)
             message = "" if devices else ("No audio input found: connect a microphone (or start the sound "
-                                          "server) and press ⟳. Files can still be analysed.")
+                                          "server) and press ⟳, or choose 'A file, played as live input…' "
+                                          "in the Input list. Files can still be analysed.")
         except CaptureError as e:
             devices, message = [], str(e)
         self.live_view.set_devices(devices, self.settings.input_device, message)

@@ -83,3 +83,19 @@ def test_a_missing_file_argument_says_file_not_found(capsys, tmp_path, monkeypat
     assert not opened
 
 
+# ---------------------------------------------------------------- 10: first look
+
+
+def test_first_look_no_negative_seconds_inherited_thresholds_and_the_file_input_hint(qtbot, qsettings):
+    window = open_window(qtbot, qsettings, NoAudio())
+    x0, _ = window.files_view.view.spec_plot.getViewBox().viewRange()[0]
+    assert x0 >= 0
+    assert "A file, played as live input" in window.live_view.state.text()
+    panel = window.labels_panel
+    window.on.setValue(0.45)
+    dog = panel.labels.find("Dog").index
+    assert panel.shown_threshold(dog) == "0.45"             # inherited: the global value, shown as such
+    panel.table.item(dog, 2).setText("0.7")
+    assert panel.shown_threshold(dog) == "0.7"
+    assert panel.thresholds() == {panel.labels[dog].id: 0.7}
+    close(window)
