@@ -49,6 +49,8 @@ class FilesView(QtWidgets.QSplitter):
         super().__init__(QtCore.Qt.Orientation.Horizontal, parent)
         self.results: dict[int, FileResult] = {}
         self.current: int | None = None
+        self.pinned_ids: list[str] = []            # label ids always on the strip (the Labels panel's pins)
+        self.event_config = EventConfig()           # the window's current rule (its per-label thresholds)
         left = QtWidgets.QWidget()
         lv = QtWidgets.QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 0, 0)
@@ -138,6 +140,7 @@ class FilesView(QtWidgets.QSplitter):
         bar.setFormat(f"{100 * done_s / total_s:.0f} %" if total_s > 0 else "…")
 
     def set_done(self, job: int, result: FileResult, event_config: EventConfig) -> None:
+        self.event_config = event_config
         result.status = "done"
         result.events = detect_events(result.timeline, rule_for(event_config, result.timeline.labels))
         self.results[job] = result
@@ -187,27 +190,40 @@ class FilesView(QtWidgets.QSplitter):
         self.view.show_file(result.features, result.spectrogram, result.column_s)
         self._draw(result)
 
-    def refresh_events(self, event_config: EventConfig, pinned: list[int] = ()) -> None:
+    def set_pinned(self, pinned_ids: list[str]) -> None:
+        """Label ids pinned in the Labels panel: first on every file's strip (by id, so any model's file)."""
+        if list(pinned_ids) != self.pinned_ids:
+            self.pinned_ids = list(pinned_ids)
+            if self.current is not None and self.results[self.current].status == "done":
+                self._draw(self.results[self.current])
+
+    def refresh_events(self, event_config: EventConfig, pinned_ids: list[str] | None = None) -> None:
         """Recompute every file's events with a new rule (thresholds changed) and redraw the current one."""
+        self.event_config = event_config
+        if pinned_ids is not None:
+            self.pinned_ids = list(pinned_ids)
         for result in self.done_results():
             result.events = detect_events(result.timeline, rule_for(event_config, result.timeline.labels))
             row = self._row(result.job)
             if row >= 0:
                 self.queue.cellWidget(row, _PROGRESS).setFormat(f"{len(result.events)} events")
         if self.current is not None and self.results[self.current].status == "done":
-            self._draw(self.results[self.current], pinned)
+            self._draw(self.results[self.current])
 
-    def _draw(self, result: FileResult, pinned: list[int] = ()) -> None:
+    def _draw(self, result: FileResult) -> None:
         tl, labels = result.timeline, result.timeline.labels
         self.title.setText(f"{Path(result.path).name}: {_clock(tl.duration_s)}, {tl.num_windows} windows, "
                            f"{len(result.events)} events ({tl.model_name} on {tl.device})")
         self.view.set_events([(e.start_s, e.end_s, labels[e.label_index].name, label_color(e.label_index))
                               for e in result.events])
-        # strip rows: pinned labels, then labels with events by total time on, then the highest scores
+        # strip rows: pinned labels, labels with their own threshold (kept when it removes their events),
+        # then labels with events by total time on, then the highest scores
+        pinned = [label.index for key in self.pinned_ids if (label := labels.find(key)) is not None]
+        own = [labels.find(str(key)).index for key, _ in rule_for(self.event_config, labels).label_thresholds]
         time_on: dict[int, float] = {}
         for e in result.events:
             time_on[e.label_index] = time_on.get(e.label_index, 0.0) + e.end_s - e.start_s
-        rows = list(pinned) + [i for i, _ in sorted(time_on.items(), key=lambda kv: -kv[1]) if i not in pinned]
+        rows = list(dict.fromkeys(pinned + own + [i for i, _ in sorted(time_on.items(), key=lambda kv: -kv[1])]))
         if len(rows) < 3 and tl.num_windows:
             rows += [int(i) for i in np.argsort(-np.nanmax(tl.scores, axis=0)) if int(i) not in rows][:3 - len(rows)]
         rows = rows[:MAX_STRIP_ROWS]

@@ -238,12 +238,13 @@ class MainWindow(QtWidgets.QMainWindow):
         labels = self.live.labels if self.session is not None else (self.model.loaded.labels if self.model else None)
         if labels is not None:         # a running session keeps its model's labels until it restarts
             self.live_view.set_thresholds(thresholds_for(labels, rule_for(config, labels)))
-        self.files_view.refresh_events(config, self.labels_panel.pinned())
+        self.files_view.refresh_events(config, self.labels_panel.pinned_ids())
 
     def _labels_changed(self) -> None:
         self.settings.pinned = self.labels_panel.pinned_ids()
         if self.model is None:
             return
+        self.files_view.set_pinned(self.settings.pinned)
         new = self.labels_panel.thresholds()
         if new != self.settings.label_thresholds:
             self._thresholds_changed()

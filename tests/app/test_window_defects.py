@@ -99,3 +99,30 @@ def test_first_look_no_negative_seconds_inherited_thresholds_and_the_file_input_
     assert panel.shown_threshold(dog) == "0.7"
     assert panel.thresholds() == {panel.labels[dog].id: 0.7}
     close(window)
+
+
+# ---------------------------------------------------------------- 5: pins and per-label thresholds in Files
+
+
+def test_files_view_keeps_pins_across_files_and_the_rows_of_labels_with_their_own_threshold(
+        qtbot, qsettings, scene, tmp_path):
+    copy = tmp_path / "again.wav"
+    copy.write_bytes(scene.read_bytes())
+    window = open_window(qtbot, qsettings, NoAudio())
+    panel, view = window.labels_panel, window.files_view
+    panel.set_pinned(panel.labels.find("Dog").index, True)          # pinned before any file is analysed
+    first, second = window.open_paths([str(scene), str(copy)])
+    analysed(qtbot, window, 2)
+    view.show_job(first)
+    assert view.view.strip_rows[0] == "Dog"                          # applied without touching a threshold
+    view.show_job(second)
+    view.show_job(first)
+    assert view.view.strip_rows[0] == "Dog"                          # ... and kept when switching file
+    rooster = panel.labels.find("Crowing, cock-a-doodle-doo").index
+    assert "Crowing, cock-a-doodle-doo" in view.view.strip_rows
+    panel.table.item(rooster, 2).setText("0.99")                    # its own threshold: no events left ...
+    assert not [e for e in view.results[first].events if e.label_index == rooster]
+    assert "Crowing, cock-a-doodle-doo" in view.view.strip_rows     # ... but its row stays, to compare
+    panel.set_pinned(panel.labels.find("Dog").index, False)
+    assert "Dog" not in view.view.strip_rows
+    close(window)
