@@ -53,7 +53,7 @@ class LabelPanel(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.labels = LabelSet.from_names([])
-        self.search = QtWidgets.QLineEdit(placeholderText="Filter labels (e.g. dog, speech)…")
+        self.search = QtWidgets.QLineEdit(placeholderText="Filter labels (e.g. dog, bird, speech)…")
         self.search.setClearButtonEnabled(True)
         self.table = QtWidgets.QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["Pin", "Label", "On threshold"])
@@ -68,7 +68,11 @@ class LabelPanel(QtWidgets.QWidget):
         self.table.setItemDelegateForColumn(_THRESHOLD, self._inherited)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self.no_match = QtWidgets.QLabel()
+        self.no_match.setWordWrap(True)
+        self.no_match.hide()
         layout.addWidget(self.search)
+        layout.addWidget(self.no_match)
         layout.addWidget(self.table)
         self.search.textChanged.connect(self._filter)
         self.table.itemChanged.connect(self._item_changed)
@@ -83,9 +87,9 @@ class LabelPanel(QtWidgets.QWidget):
             pin = QtWidgets.QTableWidgetItem()
             pin.setFlags(QtCore.Qt.ItemFlag.ItemIsUserCheckable | QtCore.Qt.ItemFlag.ItemIsEnabled)
             pin.setCheckState(QtCore.Qt.CheckState.Checked if label.id in pinned_ids else QtCore.Qt.CheckState.Unchecked)
-            name = QtWidgets.QTableWidgetItem(label.name)
+            name = QtWidgets.QTableWidgetItem(label.title)      # 'Chicken, rooster (hen)': ESC-50's name too
             name.setFlags(QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable)
-            name.setToolTip(f"{label.name} ({label.id})")
+            name.setToolTip(f"{label.name} ({', '.join((label.id, *label.dataset_names))})")
             value = thresholds.get(label.id)
             threshold = QtWidgets.QTableWidgetItem("" if value is None else f"{value:g}")
             self.table.setItem(label.index, _PIN, pin)
@@ -95,10 +99,13 @@ class LabelPanel(QtWidgets.QWidget):
         self._filter(self.search.text())
 
     def _filter(self, text: str) -> None:
-        words = text.lower().split()
-        allowed = np.array([all(w in f"{l.name} {l.id}".lower() for w in words) for l in self.labels], dtype=bool)
+        words = text.split()
+        allowed = np.array([label.matches(words) for label in self.labels], dtype=bool)
         for i, ok in enumerate(allowed):
             self.table.setRowHidden(i, not ok)
+        self.no_match.setText(f"no label matches {text.strip()!r}; the bars show only pinned labels until it "
+                              "is cleared")
+        self.no_match.setVisible(bool(len(self.labels)) and not allowed.any())
         self._allowed = allowed
         self.changed.emit()
 

@@ -126,3 +126,35 @@ def test_files_view_keeps_pins_across_files_and_the_rows_of_labels_with_their_ow
     panel.set_pinned(panel.labels.find("Dog").index, False)
     assert "Dog" not in view.view.strip_rows
     close(window)
+
+
+# ---------------------------------------------------------------- 9: label names
+
+
+def test_labels_are_found_by_their_dataset_names_and_an_empty_filter_says_so(qtbot, qsettings):
+    from core.config import EventConfig
+    from core.errors import ConfigError
+    from core.events import thresholds_for
+    window = open_window(qtbot, qsettings, NoAudio())
+    panel = window.labels_panel
+    labels = panel.labels
+    rooster, hen = labels.find("rooster"), labels.find("hen")        # ESC-50's own category names
+    assert rooster is not None and rooster.name == "Crowing, cock-a-doodle-doo"
+    assert hen is not None and hen.name == "Chicken, rooster"
+    assert "rooster" in panel.table.item(rooster.index, 1).text()
+    assert "hen" in panel.table.item(hen.index, 1).text()
+    table = thresholds_for(labels, EventConfig(label_thresholds=(("rooster", 0.5),)))   # --label-threshold
+    assert table[rooster.index, 0] == 0.5 and table[hen.index, 0] == EventConfig().on_threshold
+    with pytest.raises(ConfigError, match="rooster"):                 # a typo suggests the rooster
+        thresholds_for(labels, EventConfig(label_thresholds=(("roostr", 0.5),)))
+    panel.search.setText("bird")
+    assert panel.allowed()[labels.find("Chirp, tweet").index]
+    assert not panel.no_match.isVisible()
+    panel.search.setText("rooster")
+    assert panel.allowed()[rooster.index]
+    panel.search.setText("zebra")
+    assert not panel.allowed().any()
+    assert panel.no_match.isVisible() and "no label matches" in panel.no_match.text()
+    panel.search.clear()
+    assert not panel.no_match.isVisible() and panel.allowed().all()
+    close(window)
