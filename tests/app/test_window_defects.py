@@ -158,3 +158,38 @@ def test_labels_are_found_by_their_dataset_names_and_an_empty_filter_says_so(qtb
     panel.search.clear()
     assert not panel.no_match.isVisible() and panel.allowed().all()
     close(window)
+
+
+# ---------------------------------------------------------------- 6: the bars
+
+
+def bar_fill(bars, row: int) -> float:
+    """Fraction of row `row`'s bar that is painted (read back from the widget's pixels; within 3 pixels:
+    rounding and the threshold tick drawn over it)."""
+    image = bars.grab().toImage()
+    name_w = min(190, int(bars.width() * 0.45))
+    bar_x, bar_w = name_w + 8, max(20, bars.width() - name_w - 60)
+    y = 4 + row * bars.ROW_PX + (bars.ROW_PX - 6) // 2
+    fills = {QtGui.QColor("#4e79a7").rgb(), QtGui.QColor("#f28e2b").rgb()}
+    return sum(image.pixelColor(x, y).rgb() in fills for x in range(bar_x, bar_x + bar_w)) / bar_w
+
+
+def test_bars_show_labels_that_score_in_score_order_at_their_numbers(qtbot, qsettings):
+    from core.config import EventConfig
+    from core.events import thresholds_for
+    window = open_window(qtbot, qsettings, NoAudio())
+    view, loaded = window.live_view, window.model.loaded
+    labels = loaded.labels
+    view.begin(loaded.features, labels, 1.0, 1.0, thresholds_for(labels, EventConfig()))
+    allowed = np.ones(len(labels), dtype=bool)
+    scores = np.zeros(len(labels))
+    scores[:8] = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+    view.add_scores(0, 0.0, scores, allowed, [])
+    assert [r.value for r in view.bars.rows] == pytest.approx(list(scores[:8]))
+    assert all(abs(bar_fill(view.bars, i) - r.value) < 0.05 for i, r in enumerate(view.bars.rows))
+    scores[:8] = [0.0, 0.0, 0.05, 0.12, 0.0, 0.01, 0.3, 0.5]           # most fall silent
+    view.add_scores(1, 1.0, scores, allowed, [])
+    values = [r.value for r in view.bars.rows]
+    assert values == pytest.approx([0.5, 0.3, 0.12, 0.05])             # no rows at 0.00, highest first
+    assert all(abs(bar_fill(view.bars, i) - v) < 0.05 for i, v in enumerate(values))   # no lag behind the text
+    close(window)
