@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aiff *.aif *.au *.w64 *.caf);;All files (*)"
 TICK_MS = 33                 # ~30 redraws per second
+BANNER_LINES = 4             # the banner shows the newest few errors whose cause is not resolved yet
 STATS_EVERY_S = 0.5
 
 
@@ -55,6 +56,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.settings.compute = compute
         self.audio = audio or SystemAudio()
         self.errors: list[str] = []                 # every message shown in the banner (tests read it)
+        self._banner_items: dict[str, str] = {}     # cause -> message, oldest first (show_error's key)
         self.model: ModelReady | None = None
         self._loaders: list[ModelLoader] = []
         self._model_results: queue.Queue = queue.Queue()
@@ -106,6 +108,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.files_view = FilesView()
         self.files_view.cancel_requested.connect(self.analysis.cancel)
         self.files_view.open_requested.connect(self._open_files_dialog)
+        self.files_view.retry_requested.connect(lambda path: self.open_paths([path]))
+        self.files_view.removed.connect(lambda path: self.clear_error(f"file:{path}"))
         self.tabs.addTab(self.live_view, "Live")
         self.tabs.addTab(self.files_view, "Files")
         central = QtWidgets.QWidget()
@@ -158,17 +162,31 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ======================================================================================= errors
 
-    def show_error(self, text: str) -> None:
+    def show_error(self, text: str, key: str | None = None) -> None:
+        """Show `text` in the banner with the other unresolved errors; `key` names its cause, so that a newer
+        error of the same cause replaces it and clear_error(key) takes it away once the cause is resolved."""
         log.warning("%s", text)
         self.errors.append(text)
-        self.banner.setText(text)
-        self.banner.show()
-        self.banner_close.show()
+        key = key or text
+        self._banner_items.pop(key, None)
+        self._banner_items[key] = text
+        while len(self._banner_items) > BANNER_LINES:
+            del self._banner_items[next(iter(self._banner_items))]
+        self._show_banner()
         self.statusBar().showMessage(text.split(";")[0], 10000)
 
+    def clear_error(self, key: str) -> None:
+        if self._banner_items.pop(key, None) is not None:
+            self._show_banner()
+
+    def _show_banner(self) -> None:
+        self.banner.setText("\n".join(reversed(self._banner_items.values())))    # newest first
+        self.banner.setVisible(bool(self._banner_items))
+        self.banner_close.setVisible(bool(self._banner_items))
+
     def _hide_banner(self) -> None:
-        self.banner.hide()
-        self.banner_close.hide()
+        self._banner_items.clear()
+        self._show_banner()
 
     # ======================================================================================= models
 
@@ -207,6 +225,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _model_ready(self, ready: ModelReady) -> None:
         self.model = ready
+        self.clear_error("model")
         loaded = ready.loaded
         self.settings.model_spec = ready.spec
         if ready.spec and ready.spec not in shipped_models() and ready.spec not in self.settings.recent_models:
@@ -295,9 +314,10 @@ class MainWindow(QtWidgets.QMainWindow):
             session = LiveSession(loaded, self.model.device, source, self.hop.value())
             session.start()
         except (TaggerError, ValueError) as e:
-            self.show_error(f"could not start listening: {e}")
+            self.show_error(f"could not start listening: {e}", key="live")
             return
         self.session = session
+        self.clear_error("live")
         if choice != PLAY_FILE:
             self.settings.input_device = device.name
         self.live = LiveTimeline(loaded.labels, session.tagger.window_s, session.tagger.hop_s, config,
@@ -369,7 +389,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.live_view.set_running(False)
         if end.error:
             self.show_error(f"listening stopped: {end.error}. What was heard before is kept; "
-                            "File ▸ Export… writes it.")
+                            "File ▸ Export… writes it.", key="live")
         if self._restart_live and not end.error:
             self._restart_live = False
             self.start_live()
@@ -412,12 +432,14 @@ class MainWindow(QtWidgets.QMainWindow):
                 result = FileResult(item.job, item.path, tl.duration_s, tl, item.spectrogram,
                                     item.frames_per_column * 0.01, self._features_of(tl), status="done")
                 self.files_view.set_done(item.job, result, self._event_config())
+                self.clear_error(f"file:{item.path}")
                 self.statusBar().showMessage(f"{Path(item.path).name}: {tl.duration_s:.1f} s analysed in "
                                              f"{item.seconds:.1f} s", 8000)
             elif isinstance(item, JobFailed):
                 self.files_view.set_failed(item.job, item.message, item.cancelled)
-                if not item.cancelled:
-                    self.show_error(f"{Path(item.path).name}: {item.message}")
+                if not item.cancelled and item.job in self.files_view.results:
+                    self.show_error(f"{self.files_view.display_name(item.job)}: {item.message}",
+                                    key=f"file:{item.path}")
 
     def _features_of(self, timeline):
         model = self.model.loaded if self.model else None
@@ -475,8 +497,9 @@ class MainWindow(QtWidgets.QMainWindow):
                     return []
                 written = self.export(request, overwrite=True)
         except (TaggerError, ValueError) as e:
-            self.show_error(f"export failed: {e}")
+            self.show_error(f"export failed: {e}", key="export")
             return []
+        self.clear_error("export")
         self.statusBar().showMessage(f"wrote {len(written)} files to {request.out_dir}", 10000)
         return written
 
@@ -496,7 +519,7 @@ class MainWindow(QtWidgets.QMainWindow):
             elif isinstance(item, ModelFailed):
                 current = self.model.loaded.name if self.model else "no model"
                 self.show_error(f"could not load model {item.spec or 'default'}: {item.message} "
-                                f"(still using {current})")
+                                f"(still using {current})", key="model")
                 if self.model is None:               # files queued for it fail with its reason
                     self.analysis.set_model_error(f"could not load model {item.spec or 'default'}: "
                                                   f"{item.message}")

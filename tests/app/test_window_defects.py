@@ -193,3 +193,40 @@ def test_bars_show_labels_that_score_in_score_order_at_their_numbers(qtbot, qset
     assert values == pytest.approx([0.5, 0.3, 0.12, 0.05])             # no rows at 0.00, highest first
     assert all(abs(bar_fill(view.bars, i) - v) < 0.05 for i, v in enumerate(values))   # no lag behind the text
     close(window)
+
+
+# ---------------------------------------------------------------- 4: the queue and the banner
+
+
+def test_queue_rows_say_their_state_retry_remove_clear_and_tell_same_names_apart(qtbot, qsettings, scene, tmp_path):
+    for folder in ("d1", "d2"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "scene.wav").write_bytes(scene.read_bytes())
+    bad, worse = tmp_path / "bad.wav", tmp_path / "worse.flac"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    worse.write_bytes(b"")
+    window = MainWindow(qsettings=qsettings, audio=NoAudio())
+    qtbot.addWidget(window)
+    window.show()
+    view, queue = window.files_view, window.files_view.queue
+    jobs = window.open_paths([str(tmp_path / "d1" / "scene.wav"), str(tmp_path / "d2" / "scene.wav"),
+                              str(bad), str(worse)])
+    assert [queue.cellWidget(r, 2).text() for r in range(4)] == ["queued"] * 4   # shown, not hidden
+    assert [queue.item(r, 0).text() for r in range(4)] == ["d1/scene.wav", "d2/scene.wav", "bad.wav",
+                                                           "worse.flac"]
+    analysed(qtbot, window, 4)
+    assert queue.cellWidget(2, 2).text() == "failed" and queue.cellWidget(3, 2).text() == "failed"
+    assert "bad.wav" in window.banner.text() and "worse.flac" in window.banner.text()   # both, not the last
+    bad.write_bytes(scene.read_bytes())                                  # the cause is fixed: retry
+    view.retry(jobs[2])
+    qtbot.waitUntil(lambda: [r.status for r in view.results.values()].count("done") == 3, timeout=60_000)
+    assert "bad.wav" not in window.banner.text() and "worse.flac" in window.banner.text()  # stale error gone
+    assert queue.rowCount() == 4
+    view.remove(jobs[3])                                                 # removing the failed file ...
+    assert queue.rowCount() == 3 and jobs[3] not in view.results
+    assert not window.banner.isVisible()                                 # ... takes its error with it
+    view.remove(jobs[1])
+    assert [queue.item(r, 0).text() for r in range(queue.rowCount())] == ["scene.wav", "bad.wav"]  # unique again
+    view.clear_finished()
+    assert queue.rowCount() == 0 and not view.results
+    close(window)
