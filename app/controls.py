@@ -56,7 +56,10 @@ class LabelPanel(QtWidgets.QWidget):
         self.search = QtWidgets.QLineEdit(placeholderText="Filter labels (e.g. dog, bird, speech)…")
         self.search.setClearButtonEnabled(True)
         self.table = QtWidgets.QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["Pin", "Label", "On threshold"])
+        self.table.setHorizontalHeaderLabels(["Pin", "Label", "On"])      # narrow: the names get the width
+        self.table.horizontalHeaderItem(_THRESHOLD).setToolTip("The label's own On threshold (grey: the global one)")
+        self.table.setWordWrap(False)
+        self.setMinimumWidth(200)
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(_NAME, QtWidgets.QHeaderView.ResizeMode.Stretch)

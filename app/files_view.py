@@ -73,18 +73,19 @@ class FilesView(QtWidgets.QSplitter):
         self.queue.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.queue.customContextMenuRequested.connect(self._queue_menu)
         lv.addWidget(self.queue)
-        buttons = QtWidgets.QHBoxLayout()
-        for text, tip, slot in (("Open files…", "", self.open_requested.emit),
-                                ("Retry failed", "Analyse the files that failed or were cancelled again",
-                                 self.retry_failed),
-                                ("Clear finished", "Remove the analysed, failed and cancelled files from the list",
-                                 self.clear_finished)):
+        buttons = QtWidgets.QGridLayout()          # two rows: legible in the narrow queue of a small window
+        for place, text, tip, slot in (
+                ((0, 0, 1, 2), "Open files…", "", self.open_requested.emit),
+                ((1, 0, 1, 1), "Retry failed", "Analyse the files that failed or were cancelled again",
+                 self.retry_failed),
+                ((1, 1, 1, 1), "Clear finished", "Remove the analysed, failed and cancelled files from the list",
+                 self.clear_finished)):
             button = QtWidgets.QPushButton(text)
             button.setToolTip(tip)
             button.clicked.connect(slot)
-            buttons.addWidget(button)
+            buttons.addWidget(button, *place)
         lv.addLayout(buttons)
-        left.setMinimumWidth(340)
+        left.setMinimumWidth(240)
         self.addWidget(left)
 
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)

@@ -32,7 +32,7 @@ from app.toolbar import OPEN_HF_DIR, OPEN_MODEL, RunBar
 from app.workers import (AnalysisWorker, JobDone, JobFailed, JobProgress, LiveFrames, LiveSession,
                          ModelFailed, ModelLoader, ModelReady, SystemAudio)
 
-__all__ = ["MainWindow"]
+__all__ = ["MainWindow", "default_window_size"]
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_health = QtWidgets.QLabel("")
         for w in (self.status_input, self.status_model, self.status_speed, self.status_health):
             status.addPermanentWidget(w)
-        self.resize(1280, 800)
+        screen = self.screen() or QtGui.QGuiApplication.primaryScreen()
+        self.resize(default_window_size(screen.availableGeometry()) if screen else QtCore.QSize(1280, 800))
         geometry = self.qsettings.value("geometry")
         if isinstance(geometry, QtCore.QByteArray):
             self.restoreGeometry(geometry)
@@ -562,6 +563,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.qsettings.setValue("geometry", self.saveGeometry())
         save_settings(self.qsettings, self.settings)
         super().closeEvent(event)
+
+
+def default_window_size(available: QtCore.QRect) -> QtCore.QSize:
+    """1280x800, or less on a smaller screen: the available area (without panels and docks) less room for
+    the title bar and frame, so a 1366x768 laptop shows the whole window."""
+    return QtCore.QSize(min(1280, available.width() - 16), min(800, available.height() - 48))
 
 
 def _pending(results: queue.Queue):

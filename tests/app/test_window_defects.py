@@ -230,3 +230,35 @@ def test_queue_rows_say_their_state_retry_remove_clear_and_tell_same_names_apart
     view.clear_finished()
     assert queue.rowCount() == 0 and not view.results
     close(window)
+
+
+# ---------------------------------------------------------------- 11: small screens
+
+
+def test_the_window_fits_the_screen_and_stays_legible_at_1024x640(qtbot, qsettings, scene):
+    from app.main_window import default_window_size
+    laptop = default_window_size(QtCore.QRect(0, 32, 1366, 736))          # 1366x768 less a 32 px panel
+    assert laptop.width() <= 1366 and laptop.height() + 40 <= 736           # room for the title bar
+    assert default_window_size(QtCore.QRect(0, 0, 2560, 1400)) == QtCore.QSize(1280, 800)
+    window = open_window(qtbot, qsettings, NoAudio())
+    screen = window.screen().availableGeometry()
+    assert window.width() <= screen.width() and window.height() <= screen.height()
+    window.resize(1024, 640)
+    assert window.minimumSizeHint().width() <= 1024 and window.minimumSizeHint().height() <= 640
+    qtbot.waitUntil(lambda: window.size() == QtCore.QSize(1024, 640))
+    panel = window.labels_panel
+    for i in range(12):                                                    # a full strip: 12 rows
+        panel.set_pinned(i, True)
+    window.open_paths([str(scene)])
+    analysed(qtbot, window)
+    qtbot.wait(50)
+    line_px = QtGui.QFontMetrics(QtWidgets.QApplication.font()).height()
+    for view in (window.files_view.view, window.live_view.spectrogram):
+        view.set_strip([f"label {k}" for k in range(12)], 0.0, 1.0, np.zeros((12, 5)))
+        qtbot.wait(50)
+        assert view.strip_plot.getViewBox().height() / 12 >= line_px          # a row per line of text
+        assert view.spec_plot.getViewBox().height() >= 100                    # and the spectrogram still shows
+    table = panel.table
+    assert table.columnWidth(1) >= 140                                     # label names readable
+    assert sum(table.columnWidth(c) for c in range(3)) <= table.viewport().width()   # nothing cut off
+    close(window)
