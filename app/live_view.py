@@ -200,7 +200,7 @@ class LiveView(QtWidgets.QWidget):
             self.events.scrollToBottom()
 
     def tick(self) -> bool:
-        """Per timer tick: scroll the spectrogram, ease the bars; True if anything was redrawn."""
+        """Per timer tick: scroll the spectrogram; True if anything was redrawn."""
         drew = self.spectrogram.refresh()
         return self.bars.tick() or drew
 
