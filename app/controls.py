@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.export import FORMATS
 from core.labels import LabelSet
@@ -28,6 +28,21 @@ FORMAT_TITLES = {
 _PIN, _NAME, _THRESHOLD = range(3)
 
 
+class _InheritedThreshold(QtWidgets.QStyledItemDelegate):
+    """Paints an empty On-threshold cell as the global threshold it inherits, greyed (the cell stays empty)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.global_on = 0.0
+
+    def initStyleOption(self, option: QtWidgets.QStyleOptionViewItem, index: QtCore.QModelIndex) -> None:
+        super().initStyleOption(option, index)
+        if not option.text.strip():
+            option.text = f"{self.global_on:.2f}"
+            option.palette.setColor(QtGui.QPalette.ColorRole.Text,
+                                    option.palette.color(QtGui.QPalette.ColorRole.PlaceholderText))
+
+
 class LabelPanel(QtWidgets.QWidget):
     """Every label of the model: a search filter (what the bars and the strip may show), a pin per label
     (always on the bars) and an optional on threshold per label (empty = the global one)."""
@@ -38,19 +53,29 @@ class LabelPanel(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.labels = LabelSet.from_names([])
-        self.search = QtWidgets.QLineEdit(placeholderText="Filter labels (e.g. dog, speech)…")
+        self.search = QtWidgets.QLineEdit(placeholderText="Filter labels (e.g. dog, bird, speech)…")
         self.search.setClearButtonEnabled(True)
         self.table = QtWidgets.QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["Pin", "Label", "On threshold"])
+        self.table.setHorizontalHeaderLabels(["Pin", "Label", "On"])      # narrow: the names get the width
+        self.table.horizontalHeaderItem(_THRESHOLD).setToolTip("The label's own On threshold (grey: the global one)")
+        self.table.setWordWrap(False)
+        self.setMinimumWidth(200)
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(_NAME, QtWidgets.QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(_PIN, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(_THRESHOLD, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setToolTip("Tick a label to pin it to the bars; type a threshold (0-1) to give it its own")
+        self.table.setToolTip("Tick a label to pin it to the bars; type a threshold (0-1) to give it its own "
+                              "(grey: the global On threshold it uses)")
+        self._inherited = _InheritedThreshold(self.table)
+        self.table.setItemDelegateForColumn(_THRESHOLD, self._inherited)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self.no_match = QtWidgets.QLabel()
+        self.no_match.setWordWrap(True)
+        self.no_match.hide()
         layout.addWidget(self.search)
+        layout.addWidget(self.no_match)
         layout.addWidget(self.table)
         self.search.textChanged.connect(self._filter)
         self.table.itemChanged.connect(self._item_changed)
@@ -65,9 +90,9 @@ class LabelPanel(QtWidgets.QWidget):
             pin = QtWidgets.QTableWidgetItem()
             pin.setFlags(QtCore.Qt.ItemFlag.ItemIsUserCheckable | QtCore.Qt.ItemFlag.ItemIsEnabled)
             pin.setCheckState(QtCore.Qt.CheckState.Checked if label.id in pinned_ids else QtCore.Qt.CheckState.Unchecked)
-            name = QtWidgets.QTableWidgetItem(label.name)
+            name = QtWidgets.QTableWidgetItem(label.title)      # 'Chicken, rooster (hen)': ESC-50's name too
             name.setFlags(QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable)
-            name.setToolTip(f"{label.name} ({label.id})")
+            name.setToolTip(f"{label.name} ({', '.join((label.id, *label.dataset_names))})")
             value = thresholds.get(label.id)
             threshold = QtWidgets.QTableWidgetItem("" if value is None else f"{value:g}")
             self.table.setItem(label.index, _PIN, pin)
@@ -77,10 +102,13 @@ class LabelPanel(QtWidgets.QWidget):
         self._filter(self.search.text())
 
     def _filter(self, text: str) -> None:
-        words = text.lower().split()
-        allowed = np.array([all(w in f"{l.name} {l.id}".lower() for w in words) for l in self.labels], dtype=bool)
+        words = text.split()
+        allowed = np.array([label.matches(words) for label in self.labels], dtype=bool)
         for i, ok in enumerate(allowed):
             self.table.setRowHidden(i, not ok)
+        self.no_match.setText(f"no label matches {text.strip()!r}; the bars show only pinned labels until it "
+                              "is cleared")
+        self.no_match.setVisible(bool(len(self.labels)) and not allowed.any())
         self._allowed = allowed
         self.changed.emit()
 
@@ -102,6 +130,17 @@ class LabelPanel(QtWidgets.QWidget):
                     self.invalid.emit(f"the threshold for {name!r} must be a number between 0 and 1, got "
                                       f"{text!r}; it uses the global threshold")
         self.changed.emit()
+
+    def set_global_threshold(self, on: float) -> None:
+        """The On threshold that labels without their own use (shown greyed in their empty cells)."""
+        self._inherited.global_on = on
+        self.table.viewport().update()
+
+    def shown_threshold(self, index: int) -> str:
+        """The On-threshold text that label `index`'s row shows (its own, or the inherited global one)."""
+        option = QtWidgets.QStyleOptionViewItem()
+        self._inherited.initStyleOption(option, self.table.model().index(index, _THRESHOLD))
+        return option.text
 
     # what the rest of the window reads
     def allowed(self) -> np.ndarray:

@@ -44,11 +44,15 @@ class FileResult:
 class FilesView(QtWidgets.QSplitter):
     cancel_requested = QtCore.Signal(int)
     open_requested = QtCore.Signal()
+    retry_requested = QtCore.Signal(str)          # a finished file's path, to analyse again
+    removed = QtCore.Signal(str)                  # a file's path, no longer in the queue
 
     def __init__(self, parent=None):
         super().__init__(QtCore.Qt.Orientation.Horizontal, parent)
         self.results: dict[int, FileResult] = {}
         self.current: int | None = None
+        self.pinned_ids: list[str] = []            # label ids always on the strip (the Labels panel's pins)
+        self.event_config = EventConfig()           # the window's current rule (its per-label thresholds)
         left = QtWidgets.QWidget()
         lv = QtWidgets.QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 0, 0)
@@ -66,16 +70,28 @@ class FilesView(QtWidgets.QSplitter):
         for c in (_LENGTH, _PROGRESS, _CANCEL):
             h.setSectionResizeMode(c, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.queue.itemSelectionChanged.connect(self._selected)
+        self.queue.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        self.queue.customContextMenuRequested.connect(self._queue_menu)
         lv.addWidget(self.queue)
-        open_button = QtWidgets.QPushButton("Open files…")
-        open_button.clicked.connect(self.open_requested)
-        lv.addWidget(open_button)
-        left.setMinimumWidth(340)
+        buttons = QtWidgets.QGridLayout()          # two rows: legible in the narrow queue of a small window
+        for place, text, tip, slot in (
+                ((0, 0, 1, 2), "Open files…", "", self.open_requested.emit),
+                ((1, 0, 1, 1), "Retry failed", "Analyse the files that failed or were cancelled again",
+                 self.retry_failed),
+                ((1, 1, 1, 1), "Clear finished", "Remove the analysed, failed and cancelled files from the list",
+                 self.clear_finished)):
+            button = QtWidgets.QPushButton(text)
+            button.setToolTip(tip)
+            button.clicked.connect(slot)
+            buttons.addWidget(button, *place)
+        lv.addLayout(buttons)
+        left.setMinimumWidth(240)
         self.addWidget(left)
 
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.title = QtWidgets.QLabel("")
         self.view = SpectrogramView()
+        self.view.spec_plot.setXRange(0, 10, padding=0)      # no file yet: file time starts at 0
         self.view.sigClicked.connect(self._clicked_at)
         top = QtWidgets.QWidget()
         tv = QtWidgets.QVBoxLayout(top)
@@ -111,13 +127,88 @@ class FilesView(QtWidgets.QSplitter):
         self.queue.setItem(row, _LENGTH, QtWidgets.QTableWidgetItem("…"))
         bar = QtWidgets.QProgressBar()
         bar.setRange(0, 1000)
+        bar.setValue(0)                 # below the minimum (its initial -1) a bar hides its text
         bar.setFormat("queued")
         self.queue.setCellWidget(row, _PROGRESS, bar)
         cancel = QtWidgets.QToolButton(text="✕")
         cancel.setToolTip("Cancel this analysis")
-        cancel.clicked.connect(lambda: self.cancel_requested.emit(job))
+        cancel.clicked.connect(lambda: self.cancel_or_remove(job))
         self.queue.setCellWidget(row, _CANCEL, cancel)
         self.hint.hide()
+        self._name_rows()
+
+    def display_name(self, job: int) -> str:
+        """The file's name in the queue: with as many parent folders as tell it from the others' files."""
+        row = self._row(job)
+        return self.queue.item(row, _FILE).text() if row >= 0 else Path(self.results[job].path).name
+
+    def _name_rows(self) -> None:
+        paths = [Path(self.results[self.queue.item(r, _FILE).data(QtCore.Qt.ItemDataRole.UserRole)].path)
+                 for r in range(self.queue.rowCount())]
+        for row, name in enumerate(_distinct_names(paths)):
+            self.queue.item(row, _FILE).setText(name)
+
+    def cancel_or_remove(self, job: int) -> None:
+        """The row's ✕: cancels a queued or running analysis, removes a finished one from the list."""
+        result = self.results.get(job)
+        if result is not None and result.status in ("queued", "running"):
+            self.cancel_requested.emit(job)
+        else:
+            self.remove(job)
+
+    def remove(self, job: int) -> None:
+        """Take a finished file off the list (a queued or running one is cancelled first)."""
+        result = self.results.get(job)
+        if result is None:
+            return
+        if result.status in ("queued", "running"):
+            self.cancel_requested.emit(job)
+        row = self._row(job)
+        if row >= 0:
+            self.queue.removeRow(row)
+        del self.results[job]
+        if self.current == job:
+            self.current = None
+            self.title.setText("")
+            self.view.set_events([])
+            self.view.spec_image.clear()
+            self.view.set_strip([], 0.0, 1.0, np.zeros((0, 0)))
+            self.events.setRowCount(0)
+        self._name_rows()
+        self.hint.setVisible(not self.results)
+        self.removed.emit(result.path)
+
+    def retry(self, job: int) -> None:
+        """Analyse a failed or cancelled file again (it goes to the end of the queue)."""
+        result = self.results.get(job)
+        if result is not None and result.status in ("failed", "cancelled"):
+            self.remove(job)
+            self.retry_requested.emit(result.path)
+
+    def retry_failed(self) -> None:
+        for job in [j for j, r in self.results.items() if r.status in ("failed", "cancelled")]:
+            self.retry(job)
+
+    def clear_finished(self) -> None:
+        for job in [j for j, r in self.results.items() if r.status in ("done", "failed", "cancelled")]:
+            self.remove(job)
+
+    def _queue_menu(self, pos: QtCore.QPoint) -> None:
+        item = self.queue.itemAt(pos)
+        if item is None:
+            return
+        job = self.queue.item(item.row(), _FILE).data(QtCore.Qt.ItemDataRole.UserRole)
+        status = self.results[job].status
+        menu = QtWidgets.QMenu(self)
+        if status in ("queued", "running"):
+            menu.addAction("Cancel", lambda: self.cancel_requested.emit(job))
+        if status in ("failed", "cancelled"):
+            menu.addAction("Retry", lambda: self.retry(job))
+        menu.addAction("Remove from the list", lambda: self.remove(job))
+        menu.addSeparator()
+        menu.addAction("Retry failed", self.retry_failed)
+        menu.addAction("Clear finished", self.clear_finished)
+        menu.exec(self.queue.viewport().mapToGlobal(pos))
 
     def _row(self, job: int) -> int:
         for row in range(self.queue.rowCount()):
@@ -137,6 +228,9 @@ class FilesView(QtWidgets.QSplitter):
         bar.setFormat(f"{100 * done_s / total_s:.0f} %" if total_s > 0 else "…")
 
     def set_done(self, job: int, result: FileResult, event_config: EventConfig) -> None:
+        self.event_config = event_config
+        if job not in self.results:          # removed from the list while it ran
+            return
         result.status = "done"
         result.events = detect_events(result.timeline, rule_for(event_config, result.timeline.labels))
         self.results[job] = result
@@ -145,7 +239,7 @@ class FilesView(QtWidgets.QSplitter):
         bar = self.queue.cellWidget(row, _PROGRESS)
         bar.setValue(1000)
         bar.setFormat(f"{len(result.events)} events")
-        self.queue.cellWidget(row, _CANCEL).setEnabled(False)
+        self.queue.cellWidget(row, _CANCEL).setToolTip("Remove from the list")
         if self.current is None or self.results[self.current].status != "done":
             self.queue.selectRow(row)
             self.show_job(job)
@@ -162,7 +256,7 @@ class FilesView(QtWidgets.QSplitter):
         self.queue.item(row, _FILE).setToolTip(f"{result.path}\n{message}")
         if result.status == "failed":
             self.queue.item(row, _LENGTH).setText("–")
-        self.queue.cellWidget(row, _CANCEL).setEnabled(False)
+        self.queue.cellWidget(row, _CANCEL).setToolTip("Remove from the list (right-click: retry)")
 
     def done_results(self) -> list[FileResult]:
         return [r for r in self.results.values() if r.status == "done"]
@@ -180,33 +274,46 @@ class FilesView(QtWidgets.QSplitter):
             return
         self.current = job
         if result.status != "done":
-            self.title.setText(f"{Path(result.path).name}: {result.status}"
+            self.title.setText(f"{self.display_name(job)}: {result.status}"
                                + (f": {result.message}" if result.message else ""))
             return
         self.view.show_file(result.features, result.spectrogram, result.column_s)
         self._draw(result)
 
-    def refresh_events(self, event_config: EventConfig, pinned: list[int] = ()) -> None:
+    def set_pinned(self, pinned_ids: list[str]) -> None:
+        """Label ids pinned in the Labels panel: first on every file's strip (by id, so any model's file)."""
+        if list(pinned_ids) != self.pinned_ids:
+            self.pinned_ids = list(pinned_ids)
+            if self.current is not None and self.results[self.current].status == "done":
+                self._draw(self.results[self.current])
+
+    def refresh_events(self, event_config: EventConfig, pinned_ids: list[str] | None = None) -> None:
         """Recompute every file's events with a new rule (thresholds changed) and redraw the current one."""
+        self.event_config = event_config
+        if pinned_ids is not None:
+            self.pinned_ids = list(pinned_ids)
         for result in self.done_results():
             result.events = detect_events(result.timeline, rule_for(event_config, result.timeline.labels))
             row = self._row(result.job)
             if row >= 0:
                 self.queue.cellWidget(row, _PROGRESS).setFormat(f"{len(result.events)} events")
         if self.current is not None and self.results[self.current].status == "done":
-            self._draw(self.results[self.current], pinned)
+            self._draw(self.results[self.current])
 
-    def _draw(self, result: FileResult, pinned: list[int] = ()) -> None:
+    def _draw(self, result: FileResult) -> None:
         tl, labels = result.timeline, result.timeline.labels
-        self.title.setText(f"{Path(result.path).name}: {_clock(tl.duration_s)}, {tl.num_windows} windows, "
+        self.title.setText(f"{self.display_name(result.job)}: {_clock(tl.duration_s)}, {tl.num_windows} windows, "
                            f"{len(result.events)} events ({tl.model_name} on {tl.device})")
         self.view.set_events([(e.start_s, e.end_s, labels[e.label_index].name, label_color(e.label_index))
                               for e in result.events])
-        # strip rows: pinned labels, then labels with events by total time on, then the highest scores
+        # strip rows: pinned labels, labels with their own threshold (kept when it removes their events),
+        # then labels with events by total time on, then the highest scores
+        pinned = [label.index for key in self.pinned_ids if (label := labels.find(key)) is not None]
+        own = [labels.find(str(key)).index for key, _ in rule_for(self.event_config, labels).label_thresholds]
         time_on: dict[int, float] = {}
         for e in result.events:
             time_on[e.label_index] = time_on.get(e.label_index, 0.0) + e.end_s - e.start_s
-        rows = list(pinned) + [i for i, _ in sorted(time_on.items(), key=lambda kv: -kv[1]) if i not in pinned]
+        rows = list(dict.fromkeys(pinned + own + [i for i, _ in sorted(time_on.items(), key=lambda kv: -kv[1])]))
         if len(rows) < 3 and tl.num_windows:
             rows += [int(i) for i in np.argsort(-np.nanmax(tl.scores, axis=0)) if int(i) not in rows][:3 - len(rows)]
         rows = rows[:MAX_STRIP_ROWS]
@@ -238,6 +345,19 @@ class FilesView(QtWidgets.QSplitter):
                 self.events.selectRow(row)
                 self.events.scrollToItem(self.events.item(row, 0))
                 return
+
+
+def _distinct_names(paths: list[Path]) -> list[str]:
+    """Each path's file name, with the fewest parent folders that tell it from the other paths of the same
+    name: a/x/rec.wav and b/x/rec.wav -> 'a/x/rec.wav', 'b/x/rec.wav'; a lone rec.wav stays 'rec.wav'."""
+    names = []
+    for path in paths:
+        others = [q.parts for q in paths if q != path and q.name == path.name]
+        k = 1
+        while k < len(path.parts) and any(o[-k:] == path.parts[-k:] for o in others):
+            k += 1
+        names.append("/".join(path.parts[-k:]))
+    return names
 
 
 def _clock(seconds: float) -> str:

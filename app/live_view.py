@@ -35,7 +35,9 @@ class LiveView(QtWidgets.QWidget):
         super().__init__(parent)
         self.history_s = history_s
         self.devices = QtWidgets.QComboBox()
-        self.devices.setMinimumWidth(260)
+        self.devices.setMinimumWidth(200)
+        self.devices.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.devices.setMinimumContentsLength(24)
         self.devices.setToolTip("Audio input (the system default first)")
         self.refresh = QtWidgets.QToolButton(text="⟳")
         self.refresh.setToolTip("Look for input devices again")
@@ -47,19 +49,17 @@ class LiveView(QtWidgets.QWidget):
         self.level.setRange(int(LEVEL_FLOOR_DB), 0)
         self.level.setValue(int(LEVEL_FLOOR_DB))
         self.level.setFormat("%v dBFS")
-        self.level.setFixedWidth(180)
+        self.level.setFixedWidth(140)
         self.level.setToolTip("Input level (peak, dBFS)")
-        self.state = QtWidgets.QLabel("")
+        self.state = QtWidgets.QLabel("")     # its own line under the controls: long hints wrap across the width
         self.state.setWordWrap(True)
-        self.state.setMinimumWidth(120)
-        self.state.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         top = QtWidgets.QHBoxLayout()
         top.addWidget(QtWidgets.QLabel("Input:"))
         top.addWidget(self.devices)
         top.addWidget(self.refresh)
         top.addWidget(self.start)
         top.addWidget(self.level)
-        top.addWidget(self.state, 1)
+        top.addStretch(1)
 
         self.spectrogram = SpectrogramView(history_s)
         self.bars = ConfidenceBars()
@@ -79,6 +79,7 @@ class LiveView(QtWidgets.QWidget):
         split.setStretchFactor(1, 2)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.state)
         layout.addWidget(split, 1)
 
         self.ranking = BarRanking()
@@ -199,7 +200,7 @@ class LiveView(QtWidgets.QWidget):
             self.events.scrollToBottom()
 
     def tick(self) -> bool:
-        """Per timer tick: scroll the spectrogram, ease the bars; True if anything was redrawn."""
+        """Per timer tick: scroll the spectrogram; True if anything was redrawn."""
         drew = self.spectrogram.refresh()
         return self.bars.tick() or drew
 

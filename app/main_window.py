@@ -32,12 +32,13 @@ from app.toolbar import OPEN_HF_DIR, OPEN_MODEL, RunBar
 from app.workers import (AnalysisWorker, JobDone, JobFailed, JobProgress, ModelFailed, ModelLoader, ModelReady,
                          SystemAudio)
 
-__all__ = ["MainWindow"]
+__all__ = ["MainWindow", "default_window_size"]
 
 log = logging.getLogger(__name__)
 
 AUDIO_FILTER = file_dialog_filter()
 TICK_MS = 33                 # ~30 redraws per second
+BANNER_LINES = 4             # the banner shows the newest few errors whose cause is not resolved yet
 STATS_EVERY_S = 0.5
 
 
@@ -55,6 +56,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.settings.compute = compute
         self.audio = audio or SystemAudio()
         self.errors: list[str] = []                 # every message shown in the banner (tests read it)
+        self._banner_items: dict[str, str] = {}     # cause -> message, oldest first (show_error's key)
         self.model: ModelReady | None = None
         self._loaders: list[ModelLoader] = []
         self._model_results: queue.Queue = queue.Queue()
@@ -105,6 +107,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.files_view = FilesView()
         self.files_view.cancel_requested.connect(self.analysis.cancel)
         self.files_view.open_requested.connect(self._open_files_dialog)
+        self.files_view.retry_requested.connect(lambda path: self.open_paths([path]))
+        self.files_view.removed.connect(lambda path: self.clear_error(f"file:{path}"))
         self.tabs.addTab(self.live_view, "Live")
         self.tabs.addTab(self.files_view, "Files")
         central = QtWidgets.QWidget()
@@ -146,7 +150,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_health = QtWidgets.QLabel("")
         for w in (self.status_input, self.status_model, self.status_speed, self.status_health):
             status.addPermanentWidget(w)
-        self.resize(1280, 800)
+        screen = self.screen() or QtGui.QGuiApplication.primaryScreen()
+        self.resize(default_window_size(screen.availableGeometry()) if screen else QtCore.QSize(1280, 800))
         geometry = self.qsettings.value("geometry")
         if isinstance(geometry, QtCore.QByteArray):
             self.restoreGeometry(geometry)
@@ -162,17 +167,31 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ======================================================================================= errors
 
-    def show_error(self, text: str) -> None:
+    def show_error(self, text: str, key: str | None = None) -> None:
+        """Show `text` in the banner with the other unresolved errors; `key` names its cause, so that a newer
+        error of the same cause replaces it and clear_error(key) takes it away once the cause is resolved."""
         log.warning("%s", text)
         self.errors.append(text)
-        self.banner.setText(text)
-        self.banner.show()
-        self.banner_close.show()
+        key = key or text
+        self._banner_items.pop(key, None)
+        self._banner_items[key] = text
+        while len(self._banner_items) > BANNER_LINES:
+            del self._banner_items[next(iter(self._banner_items))]
+        self._show_banner()
         self.statusBar().showMessage(text.split(";")[0], 10000)
 
+    def clear_error(self, key: str) -> None:
+        if self._banner_items.pop(key, None) is not None:
+            self._show_banner()
+
+    def _show_banner(self) -> None:
+        self.banner.setText("\n".join(reversed(self._banner_items.values())))    # newest first
+        self.banner.setVisible(bool(self._banner_items))
+        self.banner_close.setVisible(bool(self._banner_items))
+
     def _hide_banner(self) -> None:
-        self.banner.hide()
-        self.banner_close.hide()
+        self._banner_items.clear()
+        self._show_banner()
 
     # ======================================================================================= models
 
@@ -181,6 +200,8 @@ class MainWindow(QtWidgets.QMainWindow):
         loader = ModelLoader(spec, self.compute_box.currentData() or "auto", self._model_results)
         self._loaders.append(loader)
         self._wanted_model = loader.request          # a slower, older request must not win
+        if self.model is None:
+            self.analysis.set_model_error(None)      # queued files wait for this one
         self.status_model.setText(f"loading {Path(spec).name if spec else 'the default model'}…")
         loader.start()
         self._wake()
@@ -209,6 +230,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _model_ready(self, ready: ModelReady) -> None:
         self.model = ready
+        self.clear_error("model")
         loaded = ready.loaded
         self.settings.model_spec = ready.spec
         if ready.spec and ready.spec not in shipped_models() and ready.spec not in self.settings.recent_models:
@@ -234,17 +256,19 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.off.value() > self.on.value():
             self.off.setValue(self.on.value())       # keeps 0 <= off <= on
         self.settings.on_threshold, self.settings.off_threshold = self.on.value(), self.off.value()
+        self.labels_panel.set_global_threshold(self.on.value())
         self.settings.label_thresholds = self.labels_panel.thresholds()
         config = self._event_config()
         labels = self.session.labels if self.session is not None else (self.model.loaded.labels if self.model else None)
         if labels is not None:         # a running session keeps its model's labels until it restarts
             self.live_view.set_thresholds(thresholds_for(labels, rule_for(config, labels)))
-        self.files_view.refresh_events(config, self.labels_panel.pinned())
+        self.files_view.refresh_events(config, self.labels_panel.pinned_ids())
 
     def _labels_changed(self) -> None:
         self.settings.pinned = self.labels_panel.pinned_ids()
         if self.model is None:
             return
+        self.files_view.set_pinned(self.settings.pinned)
         new = self.labels_panel.thresholds()
         if new != self.settings.label_thresholds:
             self._thresholds_changed()
@@ -266,7 +290,8 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             devices = self.audio.list_devices(refresh=refresh and self.session is None)
             message = "" if devices else ("No audio input found: connect a microphone (or start the sound "
-                                          "server) and press ⟳. Files can still be analysed.")
+                                          "server) and press ⟳, or choose 'A file, played as live input…' "
+                                          "in the Input list. Files can still be analysed.")
         except CaptureError as e:
             devices, message = [], str(e)
         self.live_view.set_devices(devices, self.settings.input_device, message)
@@ -294,9 +319,10 @@ class MainWindow(QtWidgets.QMainWindow):
             session = LiveSession(loaded, self.model.device, source, self.hop.value(), config, display=True)
             session.start()
         except (TaggerError, ValueError) as e:
-            self.show_error(f"could not start listening: {e}")
+            self.show_error(f"could not start listening: {e}", key="live")
             return
         self.session = session
+        self.clear_error("live")
         if choice != PLAY_FILE:
             self.settings.input_device = device.name
         self.live_view.begin(loaded.features, loaded.labels, session.tagger.window_s, session.tagger.hop_s,
@@ -356,7 +382,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.live_view.set_running(False)
         if end.error:
             self.show_error(f"listening stopped: {end.error}. What was heard before is kept; "
-                            "File ▸ Export… writes it.")
+                            "File ▸ Export… writes it.", key="live")
         if self._restart_live and not end.error:
             self._restart_live = False
             self.start_live()
@@ -399,12 +425,14 @@ class MainWindow(QtWidgets.QMainWindow):
                 result = FileResult(item.job, item.path, tl.duration_s, tl, item.spectrogram,
                                     item.frames_per_column * 0.01, self._features_of(tl), status="done")
                 self.files_view.set_done(item.job, result, self._event_config())
+                self.clear_error(f"file:{item.path}")
                 self.statusBar().showMessage(f"{Path(item.path).name}: {tl.duration_s:.1f} s analysed in "
                                              f"{item.seconds:.1f} s", 8000)
             elif isinstance(item, JobFailed):
                 self.files_view.set_failed(item.job, item.message, item.cancelled)
-                if not item.cancelled:
-                    self.show_error(f"{Path(item.path).name}: {item.message}")
+                if not item.cancelled and item.job in self.files_view.results:
+                    self.show_error(f"{self.files_view.display_name(item.job)}: {item.message}",
+                                    key=f"file:{item.path}")
 
     def _features_of(self, timeline):
         model = self.model.loaded if self.model else None
@@ -461,8 +489,9 @@ class MainWindow(QtWidgets.QMainWindow):
                     return []
                 written = self.export(request, overwrite=True)
         except (TaggerError, ValueError) as e:
-            self.show_error(f"export failed: {e}")
+            self.show_error(f"export failed: {e}", key="export")
             return []
+        self.clear_error("export")
         self.statusBar().showMessage(f"wrote {len(written)} files to {request.out_dir}", 10000)
         return written
 
@@ -482,7 +511,10 @@ class MainWindow(QtWidgets.QMainWindow):
             elif isinstance(item, ModelFailed):
                 current = self.model.loaded.name if self.model else "no model"
                 self.show_error(f"could not load model {item.spec or 'default'}: {item.message} "
-                                f"(still using {current})")
+                                f"(still using {current})", key="model")
+                if self.model is None:               # files queued for it fail with its reason
+                    self.analysis.set_model_error(f"could not load model {item.spec or 'default'}: "
+                                                  f"{item.message}")
                 self.status_model.setText(self._model_status if self.model else "no model loaded")
                 self._fill_models()
         self._loaders = [w for w in self._loaders if not w.isFinished()]
@@ -522,6 +554,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.qsettings.setValue("geometry", self.saveGeometry())
         save_settings(self.qsettings, self.settings)
         super().closeEvent(event)
+
+
+def default_window_size(available: QtCore.QRect) -> QtCore.QSize:
+    """1280x800, or less on a smaller screen: the available area (without panels and docks) less room for
+    the title bar and frame, so a 1366x768 laptop shows the whole window."""
+    return QtCore.QSize(min(1280, available.width() - 16), min(800, available.height() - 48))
 
 
 def _pending(results: queue.Queue):

@@ -21,6 +21,7 @@ from core.features import LOW_FREQ_HZ
 __all__ = ["SpectrogramView", "mel_ticks", "spectrogram_levels", "quantize"]
 
 AXIS_WIDTH_PX = 150          # both left axes get this width, so the two plots share their x pixels
+STRIP_AXIS_PX = 48           # the strip's time axis and its label, below its rows
 SMOOTH_S = 0.06             # how far the live view may scroll past the newest audio between chunks
 TICK_HZ = (50, 100, 200, 500, 1000, 2000, 4000, 8000)
 SPEC_CMAP = pg.colormap.get("inferno")
@@ -114,6 +115,8 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         scores (K, C) in [0, 1] (NaN = not scored)."""
         self.strip_rows = list(names)
         K = len(names)
+        line_px = QtGui.QFontMetrics(self.font()).height()      # a row per line of text, taken from the
+        self.strip_plot.setMinimumHeight(max(3, K) * line_px + STRIP_AXIS_PX)   # spectrogram when needed
         if K == 0 or scores.size == 0:
             self.strip_image.clear()
             self.strip_plot.getAxis("left").setTicks([[], []])

@@ -164,7 +164,11 @@ class _Job:
 
 
 class AnalysisWorker(QThread):
-    """Analyses queued files one after another with the current model; one cancel flag per job."""
+    """Analyses queued files one after another with the current model; one cancel flag per job.
+
+    Jobs submitted before the first model is ready wait for it (files given on the command line are queued
+    right after the window opens); if that model fails to load, they fail with its reason.
+    """
 
     _jobs = itertools.count(1)
 
@@ -175,12 +179,22 @@ class AnalysisWorker(QThread):
         self._pending: dict[int, _Job] = {}
         self._lock = threading.Lock()
         self._model: tuple[LoadedModel, torch.device, float] | None = None
+        self._no_model: str | None = None       # why no model will come (its load failed); None: wait
+        self._changed = threading.Condition(self._lock)   # a model, a model failure, a cancel or shutdown
 
     # GUI thread
     def set_model(self, loaded: LoadedModel, device: torch.device, hop_s: float) -> None:
         """Jobs that start from now on use this model (a running job finishes with its own)."""
         with self._lock:
-            self._model = (loaded, device, hop_s)
+            self._model, self._no_model = (loaded, device, hop_s), None
+            self._changed.notify_all()
+
+    def set_model_error(self, message: str | None) -> None:
+        """No model is coming (`message` says why; jobs waiting for one fail with it), or None: one is
+        loading again, so new jobs wait for it."""
+        with self._lock:
+            self._no_model = message
+            self._changed.notify_all()
 
     def submit(self, path: str | Path) -> int:
         job = _Job(next(self._jobs), str(path))
@@ -193,10 +207,14 @@ class AnalysisWorker(QThread):
     def cancel(self, job: int) -> None:
         if job in self._pending:
             self._pending[job].cancel.set()
+            with self._lock:
+                self._changed.notify_all()
 
     def shutdown(self, timeout_s: float = 10.0) -> bool:
         for job in list(self._pending.values()):
             job.cancel.set()
+        with self._lock:
+            self._changed.notify_all()
         self._todo.put(None)
         return self.wait(int(timeout_s * 1000)) if self.isRunning() else True
 
@@ -219,10 +237,15 @@ class AnalysisWorker(QThread):
         if job.cancel.is_set():
             self.results.put(JobFailed(job.job, job.path, "cancelled", cancelled=True))
             return
-        with self._lock:
-            model = self._model
+        with self._lock:       # the first model may still be loading: wait for it (or its failure)
+            self._changed.wait_for(lambda: self._model is not None or self._no_model is not None
+                                   or job.cancel.is_set())
+            model, no_model = self._model, self._no_model
+        if job.cancel.is_set():
+            self.results.put(JobFailed(job.job, job.path, "cancelled", cancelled=True))
+            return
         if model is None:
-            self.results.put(JobFailed(job.job, job.path, "no model is loaded"))
+            self.results.put(JobFailed(job.job, job.path, no_model or "no model is loaded"))
             return
         loaded, device, hop_s = model
         t0 = time.perf_counter()

@@ -203,8 +203,13 @@ def main(argv: list[str] | None = None, open_app: Callable[[argparse.Namespace],
     build_analyze_parser(sub)
     build_listen_parsers(sub, common_parser, add_event_arguments)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in sub.choices and Path(argv[0]).expanduser().exists():
-        argv = ["app", *argv]          # `python main.py recording.wav`: open the window on it
+    if argv and argv[0] not in sub.choices and not argv[0].startswith("-"):
+        first = Path(argv[0]).expanduser()
+        if first.exists():
+            argv = ["app", *argv]          # `python main.py recording.wav`: open the window on it
+        elif first.suffix or len(first.parts) > 1:     # looks like a path, not a mistyped command
+            print(f"error: file not found: {argv[0]}", file=sys.stderr)
+            return EXIT_USAGE
     args = parser.parse_args(argv)
     args.debug = getattr(args, "debug", False)
     limit_heap_fragmentation()  # flat memory over long files (see core/runtime.py)

@@ -31,7 +31,6 @@ starts are k * hop_s). Every length is in seconds, so the hop changes the resolu
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 
 import numpy as np
@@ -60,11 +59,10 @@ def thresholds_for(labels: LabelSet, config: EventConfig) -> np.ndarray:
     for key, on in config.label_thresholds:
         label = labels.find(str(key))
         if label is None:
-            close = difflib.get_close_matches(str(key), labels.names, n=3, cutoff=0.5)
-            examples = close or labels.names[:5]
+            examples = labels.suggest(str(key)) or labels.names[:5]
             raise ConfigError(
                 f"label_thresholds names {key!r}, which is not a label of this model ({len(labels)} labels); "
-                f"use a label id or display name, e.g. {', '.join(repr(n) for n in examples)}")
+                f"use a label id, display name or dataset name, e.g. {', '.join(repr(n) for n in examples)}")
         on = float(on)
         if not 0.0 <= on <= 1.0:
             raise ConfigError(f"threshold for label {key!r} must be between 0 and 1, got {on}")

@@ -4,22 +4,8 @@ Pure functions; any thread.
 """
 from __future__ import annotations
 
-from core.labels import ASSETS, Label, LabelSet
+from core.labels import ESC50_CATEGORIES, ESC50_CSV, Label, LabelSet
 
-ESC50_CSV = ASSETS / "labels" / "esc50.csv"
-
-# The 50 ESC-50 categories in `target` order (official meta/esc50.csv); row i of esc50.csv is target i,
-# row 50 is `speech`.
-ESC50_CATEGORIES = (
-    "dog", "rooster", "pig", "cow", "frog", "cat", "hen", "insects", "sheep", "crow",
-    "rain", "sea_waves", "crackling_fire", "crickets", "chirping_birds", "water_drops", "wind",
-    "pouring_water", "toilet_flush", "thunderstorm", "crying_baby", "sneezing", "clapping", "breathing",
-    "coughing", "footsteps", "laughing", "brushing_teeth", "snoring", "drinking_sipping",
-    "door_wood_knock", "mouse_click", "keyboard_typing", "door_wood_creaks", "can_opening",
-    "washing_machine", "vacuum_cleaner", "clock_alarm", "clock_tick", "glass_breaking",
-    "helicopter", "chainsaw", "siren", "car_horn", "engine", "train", "church_bells", "airplane",
-    "fireworks", "hand_saw",
-)
 KNOWN_NAMES = ESC50_CATEGORIES + ("speech",)
 
 

@@ -39,6 +39,14 @@ def test_ranking_puts_pins_first_and_honours_the_filter():
     assert ranking.update(np.full(5, np.nan)) == [1]                      # NaN = not scored; kept, none added
 
 
+def test_ranking_drops_silent_labels_and_orders_low_scores():
+    ranking = BarRanking(num_rows=4, margin=0.1, floor=0.05)
+    assert ranking.update(np.array([0.9, 0.8, 0.7, 0.6, 0.0])) == [0, 1, 2, 3]
+    assert ranking.update(np.array([0.0, 0.05, 0.12, 0.01, 0.0])) == [2, 1]      # no zeros; 0.12 above 0.05
+    assert ranking.update(np.array([0.0, 0.03, 0.12, 0.04, 0.0])) == [2, 1]      # 0.03 stays (above 0.025), 0.04 is not in
+    assert ranking.update(np.array([0.0, 0.65, 0.6, 0.0, 0.0])) == [2, 1]        # 0.65 over 0.6: jitter, no swap
+
+
 def test_mel_ticks_put_hz_on_the_kaldi_mel_rows():
     features = FeatureConfig()
     ticks = dict((text, y) for y, text in mel_ticks(features))
