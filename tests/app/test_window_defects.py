@@ -184,11 +184,12 @@ def test_bars_show_labels_that_score_in_score_order_at_their_numbers(qtbot, qset
     allowed = np.ones(len(labels), dtype=bool)
     scores = np.zeros(len(labels))
     scores[:8] = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
-    view.add_scores(0, 0.0, scores, allowed, [])
+    none_open = np.zeros(len(labels), dtype=bool)   # no event open (the session would say which are)
+    view.add_scores(0, 0.0, scores, none_open, allowed, [])
     assert [r.value for r in view.bars.rows] == pytest.approx(list(scores[:8]))
     assert all(abs(bar_fill(view.bars, i) - r.value) < 0.05 for i, r in enumerate(view.bars.rows))
     scores[:8] = [0.0, 0.0, 0.05, 0.12, 0.0, 0.01, 0.3, 0.5]           # most fall silent
-    view.add_scores(1, 1.0, scores, allowed, [])
+    view.add_scores(1, 1.0, scores, none_open, allowed, [])
     values = [r.value for r in view.bars.rows]
     assert values == pytest.approx([0.5, 0.3, 0.12, 0.05])             # no rows at 0.00, highest first
     assert all(abs(bar_fill(view.bars, i) - v) < 0.05 for i, v in enumerate(values))   # no lag behind the text
