@@ -1,6 +1,7 @@
 """Command line: `python -m training {train,cv,cache,export,report,ood,metrics-file} ...` (main thread).
 
   python -m training corpus --repos DIR --out DIR [--esc50 DIR]   (the extra training audio, from pinned repos)
+  python -m training corpus-pack MANIFEST --out DIR               (its Opus copy, to carry to a GPU machine)
   python -m training train [--preset default|tiny] [key=value ...]
   python -m training cv --folds 1,2,3,4,5 [--jobs N] [--preset ...] [key=value ...]
   python -m training cache [--preset ...] [key=value ...]   (compute every clip's features now, all cores)
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
                                                  "variants of its clips")
     s.add_argument("--no-esc50-check", action="store_true", help="skip the ESC-50 excerpt check (tests only)")
     s.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("corpus-pack", help="an Opus copy of a corpus, small enough to carry to a GPU machine")
+    s.add_argument("manifest", help="manifest.csv written by `corpus`")
+    s.add_argument("--out", required=True)
+    s.add_argument("--quality", type=float, default=0.95, help="libsndfile Opus compression level (0.95: ~18 kbit/s)")
     s = sub.add_parser("export", help="checkpoint -> model file (with a same-logits check)")
     s.add_argument("checkpoint")
     s.add_argument("out")
@@ -99,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "corpus":
             from training.corpus import build
             print(build(args.repos, args.out, args.esc50, args.seed, esc50_check=not args.no_esc50_check))
+        elif args.command == "corpus-pack":
+            from training.corpus import pack_opus
+            print(pack_opus(args.manifest, args.out, args.quality))
         elif args.command == "metrics-file":
             from training.metrics_file import write
             notes = dict(n.partition("=")[::2] for n in args.note)

@@ -3,7 +3,9 @@
 # GPU-machine call may carry with the repository: ESC-50 as its 37 MB Opus copy, the FSDD clips the recipe
 # uses (its seeded 400 training clips + the test split, 4 MB), and the soundfile wheels (the GPU image has
 # no soundfile). Then: run(command="... DATA=.gpu bash training/gpu_run.sh", carry=[".gpu"]).
-# Usage: bash training/gpu_pack.sh [DATA_DIR]   (default ../shared/data)
+# With CORPUS=<out of `python -m training corpus`>, also its Opus copy (about 19 MB; the ESC-50 domain variants,
+# 1.45 h, do not fit and are left out).
+# Usage: [CORPUS=DIR] bash training/gpu_pack.sh [DATA_DIR]   (default ../shared/data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=$(realpath "${1:-../shared/data}")
@@ -31,6 +33,9 @@ again = {Path(c.path).name for c in load_clips((f"fsdd:.gpu/fsdd{suffix}",), see
 assert again == keep, "the subset would not give the recipe's FSDD clips"
 print(f"fsdd: {len(rows)} clips")
 PY
+if [ -n "${CORPUS:-}" ]; then   # the extra training audio (python -m training corpus), as Opus: about 19 MB
+    python -m training corpus-pack "$CORPUS/manifest.csv" --out .gpu/corpus
+fi
 python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d .gpu/whl "soundfile==$(python -c 'import soundfile; print(soundfile.__version__)')" cffi pycparser

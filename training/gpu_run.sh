@@ -6,7 +6,8 @@
 # it as six processes (2 CPU threads each) and each trains for MIN minutes on the recipe's defaults.
 # Needs, in $DATA (carried to the GPU machine; 64 MiB per call in all):
 #   esc50/opus32k.tar (audio/<name>.opus), esc50/meta/esc50.csv, fsdd/ (manifest.csv + audio/; the 400
-#   training clips the recipe samples plus the test split are enough).
+#   training clips the recipe samples plus the test split are enough); optionally corpus/ (manifest.csv +
+#   audio/*.opus: the extra training audio of `python -m training corpus`, packed by gpu_pack.sh).
 # Usage: DATA=../shared/data OUT=/tmp/out MIN=6.5 bash training/gpu_run.sh [extra key=value overrides]
 # Writes to $OUT: run.log, bench.json, gpu_util.csv (nvidia-smi every 0.5 s), cv.tar.gz (per-fold logs and
 # evaluation files, cv_summary.csv), ship.tar.gz (its logs), ship.safetensors (the model to ship).
@@ -20,7 +21,9 @@ WORK=/tmp/esc50-opus
 mkdir -p "$WORK/meta" "$OUT" "$RUNS"
 tar -xf "$DATA/esc50/opus32k.tar" -C "$WORK"                  # -> $WORK/audio/*.opus
 cp "$DATA/esc50/meta/esc50.csv" "$WORK/meta/esc50.csv"          # public layout: .wav names, .opus found
-COMMON=(data="esc50:$WORK,fsdd:$DATA/fsdd@label=speech@limit=400,negatives:320"
+SOURCES="esc50:$WORK,fsdd:$DATA/fsdd@label=speech@limit=400,negatives:320"
+[ -f "$DATA/corpus/manifest.csv" ] && SOURCES="$SOURCES,csv:$DATA/corpus/manifest.csv"   # gpu_pack.sh with CORPUS=
+COMMON=(data="$SOURCES"
         device="$DEVICE" threads=2 eval_every=5 epochs=100000 time_budget_min="$MIN"
         cache_dir=/tmp/cache progress=false "$@")
 if command -v nvidia-smi >/dev/null; then

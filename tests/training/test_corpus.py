@@ -149,3 +149,20 @@ def test_write_gives_a_manifest_the_training_reads_and_the_same_bytes_twice(tmp_
     assert {c.split for c in clips} == {"", "test"}
     header = outs[0].read_text().splitlines()[0].split(",")
     assert header == corpus.COLUMNS
+
+
+def test_opus_pack_keeps_the_manifest_and_leaves_out_the_variants(tmp_path, fake_repos):
+    from training.data import FeatureCache, load_clips
+    from core.config import FeatureConfig
+    items = corpus.speech_sources(fake_repos, random.Random(0), [])
+    items[0].source = "esc50_aug"                                   # stands for the ESC-50 variants
+    manifest = corpus._write(items, tmp_path / "flac")
+    packed = corpus.pack_opus(manifest, tmp_path / "opus")
+    clips = load_clips((f"csv:{packed}",))
+    assert len(clips) == len(items) - 1 and all(c.path.endswith(".opus") for c in clips)
+    flac = {c.group: c for c in load_clips((f"csv:{manifest}",))}
+    assert all(c.labels == flac[c.group].labels and c.split == flac[c.group].split for c in clips)
+    frames = FeatureCache(tmp_path / "cache", FeatureConfig()).get(clips[0])
+    assert frames.shape[0] > 50 and frames.shape[1] == 128            # the Opus copy decodes to features
+    size = sum(p.stat().st_size for p in (tmp_path / "opus").rglob("*.opus"))
+    assert size < 0.25 * sum(p.stat().st_size for p in (tmp_path / "flac").rglob("*.flac"))
