@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,8 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from core.atomic import atomic_write  # noqa: E402
+
 CACHE = ROOT / "bench" / ".cache"      # generated inputs and per-run outputs; ignores itself in git
 RESULTS = ROOT / "bench" / "results"
 ESC50 = next((p for p in (ROOT.parent / "shared", ROOT / "shared") if p.is_dir()), ROOT.parent / "shared") \
@@ -63,8 +66,8 @@ def make_audio(minutes: float) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     (CACHE / ".gitignore").write_text("*\n")
     left = round(minutes * 60 * RATE_HZ)
-    tmp = path.with_suffix(".tmp.wav")
-    with sf.SoundFile(tmp, "w", samplerate=RATE_HZ, channels=1, subtype="PCM_16") as out:
+    with atomic_write(path, "wb") as f, \
+            sf.SoundFile(f, "w", samplerate=RATE_HZ, channels=1, subtype="PCM_16", format="WAV") as out:
         for i in range(10**9):
             if left <= 0:
                 break
@@ -73,7 +76,6 @@ def make_audio(minutes: float) -> Path:
                 raise SystemExit(f"error: {clips[i % len(clips)]} is not 16 kHz mono")
             out.write(data[:left])
             left -= len(data[:left])
-    os.replace(tmp, path)
     return path
 
 
@@ -94,7 +96,8 @@ def make_model(shape: str, frames: int, seed: int) -> Path:
                                  id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
     CACHE.mkdir(parents=True, exist_ok=True)
     (CACHE / ".gitignore").write_text("*\n")
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + ".tmp")   # a folder, which atomic_write (files) does not cover
+    shutil.rmtree(tmp, ignore_errors=True)     # what a killed run left, so that nothing of it is kept
     transformers.ASTForAudioClassification(cfg).save_pretrained(tmp)
     transformers.ASTFeatureExtractor(max_length=frames).save_pretrained(tmp)  # mean/std for both sides
     os.replace(tmp, path)
@@ -273,9 +276,11 @@ def worker(args) -> int:
     t0 = time.perf_counter()
     scores, result = {"hf": work_hf, "ours": work_ours, "cli": work_cli, "micro": work_micro}[args.worker](args, t0)
     if scores is not None:
-        np.save(args.out.with_suffix(".npy"), scores)
+        with atomic_write(args.out.with_suffix(".npy"), "wb") as f:
+            np.save(f, scores)
         result["num_windows"] = len(scores)
-    args.out.write_text(json.dumps({"side": args.worker, **result}))
+    with atomic_write(args.out) as f:
+        f.write(json.dumps({"side": args.worker, **result}))
     return 0
 
 
@@ -435,9 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"analyze{'-hour' if args.hour else ''}-{device}.json"
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    out.write_text(json.dumps({"bench": "analyze-hour" if args.hour else "analyze", "date": stamp,
-                               "command": " ".join(["python", "bench/bench_analyze.py", *sys.argv[1:]]),
-                               "machine": info, "config": config, **result}, indent=1, default=str) + "\n")
+    with atomic_write(out) as f:
+        f.write(json.dumps({"bench": "analyze-hour" if args.hour else "analyze", "date": stamp,
+                            "command": " ".join(["python", "bench/bench_analyze.py", *sys.argv[1:]]),
+                            "machine": info, "config": config, **result}, indent=1, default=str) + "\n")
     print(f"\nwrote {out.relative_to(ROOT)}")
     return 0
 

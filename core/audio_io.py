@@ -9,6 +9,7 @@ reads a whole file at once. Every decode problem becomes an `AudioError` whose t
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import numbers
@@ -141,9 +142,17 @@ def probe(path: str | os.PathLike) -> AudioInfo:
                      format=fmt, subtype=subtype, header_damage=_header_damage(log))
 
 
-_LOWPASS_WIDTH, _ROLLOFF = 6, 0.99   # torchaudio's defaults (sinc_interp_hann)
+# The filter: a Kaiser-windowed sinc (torchaudio's sinc_interp_kaiser, beta 14.77 as in its "kaiser_best"),
+# 128 zero crossings, rolloff 0.975: at 16 kHz flat (+-0.01 dB) to 7.5 kHz, about -6 dB at 7.8 kHz and no
+# aliasing from 8 kHz on, like the sox `rate -v` that converted the model's training audio (ESC-50: flat to
+# 7.6 kHz, stopband from 8 kHz). The model reacts strongly to its top mel bands (7-8 kHz): torchaudio's
+# default (Hann, 6 zero crossings, rolloff 0.99; -1.8 dB at 7 kHz, -3.7 dB at 7.5 kHz) moved the scores of a
+# 44.1 kHz copy of a 16 kHz scene by up to 0.11 and changed its events; "kaiser_best" (64 zero crossings,
+# rolloff 0.9476: -3 dB at 7.5 kHz, -14 dB at 7.7 kHz) by up to 0.47 (issue 10, defect 13;
+# bench/bench_resample.py).
+_LOWPASS_WIDTH, _ROLLOFF, _BETA = 128, 0.975, 14.769656459379492
 # Largest polyphase table (output phases x taps, float32) built for a rate pair: 4 MB. Every common rate
-# fits (11025 Hz, the largest, needs 640 x 455); above it, e.g. 44101 Hz (16000 x 44135 = 2.8 GB), the
+# fits (11025 Hz, the largest, needs 640 x 705); above it, e.g. 44101 Hz (16000 x 44825 = 2.9 GB), the
 # same kernel is evaluated per output sample, so memory never depends on the rates' common factors.
 _MAX_TABLE_ENTRIES = 1 << 20
 _DIRECT_CHUNK_ENTRIES = 1 << 18     # (outputs x taps) evaluated at once on the per-sample path
@@ -155,23 +164,48 @@ def _kernel_width(orig: int, new: int) -> tuple[float, int]:
     return base_freq, math.ceil(_LOWPASS_WIDTH * orig / base_freq)
 
 
+_WINDOW_STEPS = 1 << 16             # Kaiser window tabulated on [0, 1] in this many steps (0.5 MB, float64)
+
+
+@functools.lru_cache(maxsize=1)
+def _kaiser_window_table() -> np.ndarray:
+    """I0(beta * sqrt(1 - u^2)) / I0(beta) at u = i / _WINDOW_STEPS, float64, one guard entry at the end.
+
+    np.i0 runs in Python-level passes (~80 ns a value); read from this table with linear interpolation the
+    window is off by < 1e-9 (its second derivative is below beta), far under float32 rounding."""
+    u = np.linspace(0.0, 1.0, _WINDOW_STEPS + 1)
+    table = np.i0(_BETA * np.sqrt(np.maximum(0.0, 1.0 - u * u))) / np.i0(_BETA)
+    return np.append(table, table[-1])
+
+
 def _windowed_sinc(t: np.ndarray, base_freq: float, orig: int) -> np.ndarray:
-    """torchaudio's Hann-windowed sinc at `t` (input time minus output time, scaled by the cutoff), float32."""
+    """torchaudio's Kaiser-windowed sinc at `t` (input time minus output time, scaled by the cutoff), float32.
+
+    torchaudio's formula (`_get_sinc_resample_kernel`, sinc_interp_kaiser) in float32, but the window read
+    from _kaiser_window_table (numpy has no float32 I0): the same kernel to float32 rounding. `t` is
+    overwritten.
+    """
     f32 = np.float32
     np.clip(t, -_LOWPASS_WIDTH, _LOWPASS_WIDTH, out=t)
-    window = np.cos(t * f32(math.pi) / f32(_LOWPASS_WIDTH) / f32(2)) ** 2
+    table = _kaiser_window_table()
+    pos = np.abs(t).astype(np.float64)
+    pos *= _WINDOW_STEPS / _LOWPASS_WIDTH
+    index = pos.astype(np.intp)
+    pos -= index                                                    # fraction of a step
+    window = table[index]
+    window += pos * (table[index + 1] - window)
     t *= f32(math.pi)
     with np.errstate(invalid="ignore", divide="ignore"):
         kernels = np.where(t == 0, f32(1.0), np.sin(t) / t).astype(f32)
-    kernels *= window * f32(base_freq / orig)
+    kernels *= window.astype(f32) * f32(base_freq / orig)
     return kernels
 
 
 def _sinc_resample_kernel(orig: int, new: int) -> tuple[np.ndarray, int]:
-    """Hann-windowed sinc kernels `(new, 2 * width + orig)` float32 for gcd-reduced rates.
+    """Kaiser-windowed sinc kernels `(new, 2 * width + orig)` float32 for gcd-reduced rates.
 
     The same float32 operations, in the same order, as torchaudio's `_get_sinc_resample_kernel`
-    (resampling_method='sinc_interp_hann'), so the output matches `torchaudio.functional.resample`.
+    (see _LOWPASS_WIDTH), so the output matches `torchaudio.functional.resample` with the same parameters.
     Row j holds the weights of output phase j over padded input positions [b * orig, b * orig + K).
     """
     base_freq, width = _kernel_width(orig, new)
@@ -187,8 +221,9 @@ class StreamingResampler:
 
     `process(x)` returns the output samples that no later input can change; `flush()` returns the rest
     at the end of the stream. For any chunking the concatenated output has the length
-    ceil(new * N / orig) (gcd-reduced rates, exact integer arithmetic) and matches torchaudio's default
-    resampler (lowpass_filter_width=6, rolloff=0.99, sinc_interp_hann) to float32 rounding.
+    ceil(new * N / orig) (gcd-reduced rates, exact integer arithmetic) and matches torchaudio's resampler
+    with the same filter (resampling_method='sinc_interp_kaiser', lowpass_filter_width=128, rolloff=0.975,
+    beta=14.769656459379492) to float32 rounding.
     orig_hz == new_hz passes samples through unchanged.
 
     Two ways to apply the same kernel: for rates whose reduced factors are small (every common rate) a

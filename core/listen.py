@@ -17,7 +17,8 @@ from typing import Callable
 
 from core.events import thresholds_for
 from core.labels import LabelSet
-from core.options import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, event_config_from, parse_formats
+from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, count_above_zero, event_config_from,
+                          parse_formats, seconds_above_zero)
 from core.session import LiveSession, LiveTimeline, WavRecorder  # noqa: F401 - LiveTimeline: its former home
 from core.timeline import Event
 from core.windows import check_live_hop
@@ -65,9 +66,7 @@ def run_listen(args: argparse.Namespace) -> int:
 
     formats = parse_formats(args.formats)
     event_config = event_config_from(args)
-    check_live_hop(args.hop)                                   # ConfigError (exit 2) for a bad hop
-    if args.duration is not None and not args.duration > 0:
-        raise UsageError(f"--duration must be a positive number of seconds, got {args.duration}")
+    check_live_hop(args.hop)                                   # ConfigError (exit 2) outside 0.25-5 s
     try:
         device = find_input_device(args.input)
     except CaptureError as e:
@@ -80,7 +79,7 @@ def run_listen(args: argparse.Namespace) -> int:
         # One window per hop is a small batch: on a busy 2-core machine a second torch thread spins
         # against other work (the default model took 364 ms per window with 2 threads, 5.3 ms with 1).
         import torch
-        torch.set_num_threads(max(1, args.threads))
+        torch.set_num_threads(args.threads)
     out_dir = Path(args.out).expanduser() if args.out else Path.cwd()
     stem = args.name or datetime.now().strftime("live-%Y%m%d-%H%M%S")
     wav = out_dir / f"{stem}.wav"
@@ -174,16 +173,16 @@ def build_parsers(sub, common_parser: Callable[[], argparse.ArgumentParser],
                                    "exports as `analyze` when it stops (Ctrl-C or --duration).")
     p.add_argument("--input", default=None, metavar="DEVICE",
                    help="input device index or (part of) its name (default: the default input; see `devices`)")
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds of audio")
+    p.add_argument("--duration", type=seconds_above_zero, default=None, metavar="S", help="stop after S seconds of audio")
     p.add_argument("--model", default=None, metavar="SPEC",
                    help="our model file, a Hugging Face AST directory, an original AST .pth, a shipped model "
                         "name or a Hub id (default: shipped default)")
-    p.add_argument("--hop", type=float, default=1.0, metavar="S",
+    p.add_argument("--hop", type=seconds_above_zero, default=1.0, metavar="S",
                    help="seconds between windows, 0.25-5 (default 1.0)")  # MIN/MAX_LIVE_HOP_S of core.tagger
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
-    p.add_argument("--threads", type=int, default=1, metavar="N",
+    p.add_argument("--threads", type=count_above_zero, default=1, metavar="N",
                    help="CPU threads for the model (default 1: one window per hop keeps up on one core)")
-    p.add_argument("--rate", type=int, default=None, metavar="HZ",
+    p.add_argument("--rate", type=count_above_zero, default=None, metavar="HZ",
                    help="capture rate (default 16000 if the device takes it, else its own rate; resampled)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: the current folder)")
     p.add_argument("--name", default=None, metavar="STEM", help="file name stem (default live-YYYYmmdd-HHMMSS)")

@@ -63,7 +63,9 @@ def test_reader_resampling_equals_one_shot_for_any_chunking(rate_hz, stereo):
     np.testing.assert_allclose(got, ref, atol=1e-6, rtol=0)
     torchaudio = pytest.importorskip("torchaudio")
     import torch
-    oracle = torchaudio.functional.resample(torch.from_numpy(x), rate_hz, 16000).numpy()
+    oracle = torchaudio.functional.resample(   # the resampler's filter (test_audio_io.FILTER)
+        torch.from_numpy(x), rate_hz, 16000, lowpass_filter_width=128, rolloff=0.975,
+        resampling_method="sinc_interp_kaiser", beta=14.769656459379492).numpy()
     np.testing.assert_allclose(got, oracle, atol=2e-5, rtol=0)
 
 
