@@ -231,8 +231,9 @@ def test_device_vanishing_mid_stream_stops_cleanly_with_exports(virtual_mic, ene
         with open(tmp_path / "gone.scores.csv", newline="") as f:
             assert len(list(csv.reader(f))) > 2
         # and with the sound server gone, a new session finds no input at all
-        again = subprocess.run([sys.executable, "main.py", "listen", "--model", str(energy_model)], cwd=ROOT,
-                               capture_output=True, text=True, timeout=60)
+        again = subprocess.run([sys.executable, "main.py", "listen", "--model", str(energy_model),
+                                "--duration", "2", "--out", str(tmp_path / "again")], cwd=ROOT,
+                               capture_output=True, text=True, timeout=60)   # never exports into the checkout
         assert again.returncode == 2 and again.stderr.startswith("error: no audio input device found")
     finally:
         vmic("start")
