@@ -67,6 +67,18 @@ def _run_analyze(args: argparse.Namespace) -> int:
     from core.scorer import Scorer
 
     formats = parse_formats(args.formats)
+    if args.cluster:
+        from core.cluster import cluster_address, require_ray
+        try:
+            cluster_address(args.cluster)
+            require_ray()
+        except (ValueError, TaggerError) as e:
+            raise UsageError(str(e)) from None
+        if not args.out:
+            raise UsageError("--cluster needs --out DIR: the exports and the run manifest (what is done) go there")
+        if args.combined:
+            raise UsageError("--cluster does not write --combined tables: a resumed run would combine only the "
+                             "files it analysed; use --formats parquet for tables of the whole archive")
     if args.combined and (refused := [k for k in formats if k in COMBINED_REFUSED]):
         raise UsageError(f"--combined cannot write {', '.join(refused)}: those tables have no file column, so "
                          "several recordings would share one timeline; their per-file tables are written "
@@ -92,6 +104,9 @@ def _run_analyze(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     loaded = load_model(args.model)
     thresholds_for(loaded.labels, event_config)  # unknown --label-threshold names fail before any work
+    if args.cluster:
+        from core.cluster import run_cluster
+        return run_cluster(args, plans, formats, event_config, loaded, prior_failures=failures)
     analyzer = Analyzer(Scorer(loaded, args.device), hop_s=args.hop, batch_size=args.batch_size)
     print(f"model {loaded.name} ({len(loaded.labels)} labels, window {loaded.features.window_s:.2f} s, "
           f"hop {analyzer.hop_s:g} s) on {analyzer.scorer.device}", file=sys.stderr)
@@ -171,6 +186,9 @@ def build_analyze_parser(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--batch-size", type=count_above_zero, default=None, metavar="N", help="windows per model call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cluster", default=None, metavar="ray|ray://HOST:PORT",
+                   help="analyse on Ray (pip install '.[cluster]'): 'ray' starts one here (or joins RAY_ADDRESS); "
+                        "resumable through a manifest in --out (docs/scale.md)")
     add_event_arguments(p)
     p.set_defaults(func=run_analyze)
 
