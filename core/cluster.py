@@ -132,10 +132,10 @@ def run_cluster(args, plans, formats: list[str], event_config, loaded, prior_fai
     from tqdm import tqdm
 
     from core.cli import _duration_or_zero
-    from core.export import target_paths
     from core.inputs import one_line
     from core.manifest import FileKey, Manifest, model_hash, run_params
     from core.options import EXIT_FAILED, EXIT_OK
+    from core.tables import export_targets, model_tag
     from core.windows import WindowPlan
 
     ray = require_ray()
@@ -143,6 +143,7 @@ def run_cluster(args, plans, formats: list[str], event_config, loaded, prior_fai
     plan = WindowPlan.for_model(loaded.features, args.hop)
     manifest = Manifest(Path(args.out).expanduser())
     digest, params = model_hash(loaded), run_params(plan.hop_s, event_config, formats)
+    out_root, tag = Path(args.out).expanduser(), model_tag(loaded.name, digest)
     done_records = manifest.done()
     counts = RunCounts(failed=prior_failures)
     todo = []          # (plan, key)
@@ -151,7 +152,8 @@ def run_cluster(args, plans, formats: list[str], event_config, loaded, prior_fai
         if not args.force and key is not None and manifest.is_done(key, done_records):
             counts.skipped += 1
             continue
-        if not args.force and (existing := [t for t in target_paths(p.out_dir, p.stem, formats) if t.exists()]):
+        targets = export_targets(p.out_dir, p.stem, formats, out_root, tag)
+        if not args.force and (existing := [t for t in targets if t.exists()]):
             counts.failed += 1
             print(one_line(f"error: {p.path}: {existing[0]} already exists; pass --force to overwrite"),
                   file=sys.stderr)
@@ -169,7 +171,7 @@ def run_cluster(args, plans, formats: list[str], event_config, loaded, prior_fai
         started_here = _connect(ray, options.address, args.debug)
         try:
             _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, args, options, manifest,
-                          counts, bar)
+                          counts, bar, tag)
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - Ray gave up (e.g. the cluster went away): keep what is done
@@ -192,7 +194,7 @@ def run_cluster(args, plans, formats: list[str], event_config, loaded, prior_fai
 
 
 def _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, args, options: ClusterOptions,
-                  manifest, counts: RunCounts, bar) -> None:
+                  manifest, counts: RunCounts, bar, tag: str) -> None:
     """Build the dataset, stream its rows, finish each file as its last window arrives."""
     from tqdm import tqdm
 
@@ -251,7 +253,7 @@ def _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, arg
                 finished.add(i)
                 gathered.pop(i)
                 try:
-                    _finish_file(todo[i], g, plan, loaded, event_config, formats, args, manifest, counts)
+                    _finish_file(todo[i], g, plan, loaded, event_config, formats, args, manifest, counts, tag)
                 except (TaggerError, OSError) as e:
                     fail(i, one_line(str(e)))
                     continue
@@ -264,12 +266,13 @@ def _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, arg
         fail(i, "the cluster returned no result for this file; run the same command again")
 
 
-def _finish_file(item, g: _Gathered, plan, loaded, event_config, formats, args, manifest, counts: RunCounts) -> None:
+def _finish_file(item, g: _Gathered, plan, loaded, event_config, formats, args, manifest, counts: RunCounts,
+                 tag: str) -> None:
     """One file's rows -> Timeline -> events -> exports (as local analyze) -> a `done` manifest record."""
     from tqdm import tqdm
 
     from core.events import detect_events
-    from core.export import export_timeline
+    from core.tables import export_file
     from core.inputs import one_line
     from core.timeline import Timeline
 
@@ -288,7 +291,8 @@ def _finish_file(item, g: _Gathered, plan, loaded, event_config, formats, args, 
                         hop_s=plan.hop_s, model_name=loaded.name, device=g.device,
                         sample_rate_hz=loaded.features.sample_rate_hz, kind="file", extra=meta)
     events = detect_events(timeline, event_config)
-    written = export_timeline(timeline, events, event_config, p.out_dir, formats, stem=p.stem, overwrite=args.force)
+    written = export_file(timeline, events, event_config, p.out_dir, p.stem, formats, args.force,
+                          Path(args.out).expanduser(), tag)
     manifest.append(key, p.path, "done", outputs=[str(w) for w in written], duration_s=round(duration_s, 6),
                     windows=timeline.num_windows, events=len(events), warning=meta.get("warning", ""))
     counts.done += 1
