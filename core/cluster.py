@@ -164,9 +164,10 @@ def run_cluster(args, plans, formats: list[str], event_config, loaded, prior_fai
     if todo:
         durations = [_duration_or_zero(p.path) for p, _ in todo]
         known = None not in durations
-        bar = tqdm(total=sum(durations) if known else None, unit="s", file=sys.stderr, dynamic_ncols=True,
-                   disable=args.quiet, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio "
-                   "[{elapsed}<{remaining}, {rate_fmt}]{postfix}" if known else "{n:.0f} s audio [{elapsed}]{postfix}")
+        # files and hours of audio done, throughput in audio hours per second, ETA from tqdm's rate
+        bar = tqdm(total=sum(durations) / 3600 if known else None, unit="h", file=sys.stderr, dynamic_ncols=True,
+                   disable=args.quiet, bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} h audio "
+                   "[{elapsed}<{remaining}]{postfix}" if known else "{n:.3f} h audio [{elapsed}]{postfix}")
         bar.set_postfix_str(f"0/{len(todo)} files")
         started_here = _connect(ray, options.address, args.debug)
         try:
@@ -232,7 +233,7 @@ def _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, arg
         counts.failures.append(f"{p.path}: {reason}")
         manifest.append(key, p.path, "failed", reason=reason)
         tqdm.write(one_line(f"error: {p.path}: {reason}"), file=sys.stderr)
-        bar.update(durations[i] or 0.0)
+        _advance(bar, (durations[i] or 0.0) / 3600, counts, len(todo))
 
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for r in range(len(batch["file"])):
@@ -260,10 +261,20 @@ def _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, arg
                 except Exception as e:  # noqa: BLE001 - a bug in one file's export must not stop the others
                     fail(i, one_line(f"unexpected {type(e).__name__}: {e} (a bug: rerun with --debug and report it)"))
                     continue
-                bar.update(durations[i] if durations[i] is not None else g.meta["duration_s"])
-                bar.set_postfix_str(f"{counts.done}/{len(todo)} files")
+                _advance(bar, (durations[i] if durations[i] is not None else g.meta["duration_s"]) / 3600, counts,
+                         len(todo))
     for i in sorted(set(range(len(todo))) - finished):   # cannot happen unless rows were lost
         fail(i, "the cluster returned no result for this file; run the same command again")
+
+
+def _advance(bar, hours: float, counts: RunCounts, num_files: int) -> None:
+    """Move the bar by one file's hours of audio; the postfix says files done and audio hours per wall hour."""
+    if bar.total is not None:
+        hours = min(hours, bar.total - bar.n)    # float sums must not push it past 100 %
+    bar.update(hours)
+    elapsed_h = bar.format_dict["elapsed"] / 3600
+    speed = f", {counts.audio_s / 3600 / elapsed_h:.3g} h audio/h" if elapsed_h > 0 and counts.audio_s else ""
+    bar.set_postfix_str(f"{counts.done}/{num_files} files, {counts.failed} failed{speed}")
 
 
 def _finish_file(item, g: _Gathered, plan, loaded, event_config, formats, args, manifest, counts: RunCounts,
