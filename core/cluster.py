@@ -34,7 +34,7 @@ import numpy as np
 from core.cluster_stages import CRASH_ONCE_ENV, WindowScorer, decode_chunks
 from core.errors import TaggerError
 
-__all__ = ["require_ray", "run_cluster", "ClusterOptions", "cluster_address"]
+__all__ = ["require_ray", "run_cluster", "connect", "ClusterOptions", "cluster_address"]
 
 
 def require_ray():
@@ -73,24 +73,25 @@ def cluster_address(value: str) -> str | None:
                      f"got {value!r}")
 
 
-def _connect(ray, address: str | None, debug: bool) -> bool:
-    """Join the cluster (or start a local Ray); True when this call started it (and must shut it down)."""
+def connect(address: str | None = None, num_cpus: int | None = None, debug: bool = False) -> bool:
+    """Join the Ray cluster at address (else RAY_ADDRESS), or start a local Ray with num_cpus (default: the
+    machine's); nothing when Ray is already initialised. Workers get core/ through the runtime env, whether or
+    not the package is installed on them. True when this call started Ray (the caller shuts it down)."""
     import logging
 
     import core
+    ray = require_ray()
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    # workers get this code through the runtime env, whether or not the package is installed there
-    runtime_env = {"py_modules": [str(Path(core.__file__).resolve().parent)]}
-    quiet = {"logging_level": logging.DEBUG if debug else logging.ERROR, "log_to_driver": debug,
-             "runtime_env": runtime_env}
-    if not debug:   # Ray's own INFO lines and the C++ core's notes would bury the per-file lines
+    if not debug:   # Ray Data's INFO lines and notes would bury the per-file lines
         logging.getLogger("ray.data").setLevel(logging.ERROR)
+    kwargs = {"logging_level": logging.DEBUG if debug else logging.ERROR, "log_to_driver": debug,
+              "runtime_env": {"py_modules": [str(Path(core.__file__).resolve().parent)]}}
     if address:
-        ray.init(address=address, **quiet)
+        ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **kwargs)
     return True
 
 
@@ -169,7 +170,7 @@ def run_cluster(args, plans, formats: list[str], event_config, loaded, prior_fai
                    disable=args.quiet, bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} h audio "
                    "[{elapsed}<{remaining}]{postfix}" if known else "{n:.3f} h audio [{elapsed}]{postfix}")
         bar.set_postfix_str(f"0/{len(todo)} files")
-        started_here = _connect(ray, options.address, args.debug)
+        started_here = connect(options.address, debug=args.debug)
         try:
             _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, args, options, manifest,
                           counts, bar, tag)

@@ -16,7 +16,7 @@ def test_install_holds_engine_model_and_command(tmp_path):
                                                                  or "No matching distribution" in done.stderr):
         pytest.skip(f"pip cannot fetch the build backend (offline?): {done.stderr[-300:]}")
     assert done.returncode == 0, done.stderr[-2000:]
-    for part in ("core/analyze.py", "main.py", "app/main_window.py",
+    for part in ("core/analyze.py", "core/cluster.py", "main.py", "app/main_window.py",
                  "assets/models/default.safetensors", "assets/labels/esc50.csv"):
         assert (target / part).is_file(), part
     script = (target / "bin" / "ast-tagger").read_text()
