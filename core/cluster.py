@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cluster_stages import CRASH_ONCE_ENV, WindowScorer, decode_chunks
+from core.cluster_stages import CRASH_ONCE_ENV, PipelineSpec, stream_batches
 from core.errors import TaggerError
 
 __all__ = ["require_ray", "run_cluster", "connect", "ClusterOptions", "cluster_address"]
@@ -88,10 +88,17 @@ def connect(address: str | None = None, num_cpus: int | None = None, debug: bool
         logging.getLogger("ray.data").setLevel(logging.ERROR)
     kwargs = {"logging_level": logging.DEBUG if debug else logging.ERROR, "log_to_driver": debug,
               "runtime_env": {"py_modules": [str(Path(core.__file__).resolve().parent)]}}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **kwargs)
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            # "local": a new Ray in this process, never one that `ray start` left running on this machine
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **kwargs)
+    except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
+        from core.errors import ConfigError
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise ConfigError(f"cannot start or reach {where}: {' '.join(str(e).split())}; check the address "
+                          "(`ray status` on the head node) and that the same Ray version is installed here") from e
     return True
 
 
@@ -163,6 +170,7 @@ def run_cluster(args, plans, formats: list[str], event_config, loaded, prior_fai
 
     started = time.monotonic()
     if todo:
+        started_here = connect(options.address, debug=args.debug)   # ConfigError (exit 2) if unreachable
         durations = [_duration_or_zero(p.path) for p, _ in todo]
         known = None not in durations
         # files and hours of audio done, throughput in audio hours per second, ETA from tqdm's rate
@@ -170,7 +178,6 @@ def run_cluster(args, plans, formats: list[str], event_config, loaded, prior_fai
                    disable=args.quiet, bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} h audio "
                    "[{elapsed}<{remaining}]{postfix}" if known else "{n:.3f} h audio [{elapsed}]{postfix}")
         bar.set_postfix_str(f"0/{len(todo)} files")
-        started_here = connect(options.address, debug=args.debug)
         try:
             _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, args, options, manifest,
                           counts, bar, tag)
@@ -202,26 +209,14 @@ def _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, arg
 
     from core.inputs import one_line
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False          # one bar: ours, in files and hours of audio
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-    device = "cuda" if gpus else "cpu"
-    actors = options.max_actors or (gpus if gpus else max(1, cpus - 1))
-    model_ref = ray.put(loaded)
-    items = [{"file": i, "path": os.fsencode(p.path)} for i, (p, _) in enumerate(todo)]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
-    # retries are Ray Data's defaults: a task whose worker dies is retried (max_retries 3), an actor that dies is
-    # restarted and its calls retried (max_restarts / max_task_retries -1); tests/core/test_cluster.py kills one
-    ds = ds.map_batches(decode_chunks, batch_size=1, num_cpus=1,
-                        fn_kwargs={"features": loaded.features, "hop_s": plan.hop_s,
-                                   "chunk_windows": options.chunk_windows, "block_s": options.block_s})
-    ds = ds.map_batches(WindowScorer, batch_size=options.rows_per_call,
-                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-                        num_cpus=1, num_gpus=1 if gpus else 0, memory=_actor_memory_bytes(loaded),
-                        fn_constructor_kwargs={"model_ref": [model_ref], "hop_s": plan.hop_s,
-                                               "batch_size": options.batch_size, "device": device,
-                                               "crash_marker": options.crash_marker})
+    spec = PipelineSpec(
+        items=[{"file": i, "path": os.fsencode(p.path)} for i, (p, _) in enumerate(todo)],
+        features=loaded.features, hop_s=plan.hop_s, chunk_windows=options.chunk_windows, block_s=options.block_s,
+        rows_per_call=options.rows_per_call, actors=options.max_actors or (gpus if gpus else max(1, cpus - 1)),
+        gpus=gpus, actor_memory_bytes=_actor_memory_bytes(loaded), model_ref=[ray.put(loaded)],
+        batch_size=options.batch_size, crash_marker=options.crash_marker)
     gathered: dict[int, _Gathered] = {}
     finished: set[int] = set()
     L = len(loaded.labels)
@@ -236,7 +231,7 @@ def _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, arg
         tqdm.write(one_line(f"error: {p.path}: {reason}"), file=sys.stderr)
         _advance(bar, (durations[i] or 0.0) / 3600, counts, len(todo))
 
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in stream_batches(ray, spec):
         for r in range(len(batch["file"])):
             i = int(batch["file"][r])
             if i in finished:

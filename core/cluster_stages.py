@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
 from core.errors import TaggerError
 
-__all__ = ["decode_chunks", "WindowScorer", "CRASH_ONCE_ENV"]
+__all__ = ["decode_chunks", "WindowScorer", "PipelineSpec", "stream_batches", "CRASH_ONCE_ENV"]
 
 CRASH_ONCE_ENV = "AST_TAGGER_CRASH_ONCE"   # tests: a marker file; the first actor call that finds it removes it and dies
 
@@ -148,3 +149,63 @@ class WindowScorer:
                                   for i in range(len(batch["file"]))], dtype=object)
         out["device"] = np.array([self.scorer.device.type] * len(batch["file"]), dtype=object)
         return out
+
+
+# ---- the dataset, and where it is executed ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """Everything the dataset is built from (picklable: a Ray Client run builds it on the cluster)."""
+
+    items: list            # [{"file": index, "path": bytes}]
+    features: object       # core.config.FeatureConfig
+    hop_s: float
+    chunk_windows: int
+    block_s: float
+    rows_per_call: int
+    actors: int            # most scoring actors
+    gpus: int              # GPUs in the cluster: GPU actors (one GPU each) when > 0
+    actor_memory_bytes: int
+    model_ref: list        # [ObjectRef of the LoadedModel]
+    batch_size: int | None
+    crash_marker: str | None
+
+
+def build_dataset(ray, spec: PipelineSpec):
+    """files -> decode_chunks tasks -> WindowScorer actor pool (see core.cluster's docstring)."""
+    ray.data.DataContext.get_current().enable_progress_bars = False   # one bar: the driver's
+    ds = ray.data.from_items(spec.items, override_num_blocks=len(spec.items))
+    # retries are Ray Data's defaults: a task whose worker dies is retried (max_retries 3), an actor that dies is
+    # restarted and its calls retried (max_restarts / max_task_retries -1); tests/core/test_cluster.py kills one
+    ds = ds.map_batches(decode_chunks, batch_size=1, num_cpus=1,
+                        fn_kwargs={"features": spec.features, "hop_s": spec.hop_s,
+                                   "chunk_windows": spec.chunk_windows, "block_s": spec.block_s})
+    return ds.map_batches(WindowScorer, batch_size=spec.rows_per_call,
+                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=spec.actors),
+                          num_cpus=1, num_gpus=1 if spec.gpus else 0, memory=spec.actor_memory_bytes,
+                          fn_constructor_kwargs={"model_ref": spec.model_ref, "hop_s": spec.hop_s,
+                                                 "batch_size": spec.batch_size,
+                                                 "device": "cuda" if spec.gpus else "cpu",
+                                                 "crash_marker": spec.crash_marker})
+
+
+class PipelineDriver:
+    """The dataset executed on the cluster, batch by batch, for a driver connected through Ray Client
+    (ray://), where Ray Data's executor cannot run: the client pulls the output batches one call at a time."""
+
+    def __init__(self, spec: PipelineSpec):
+        import ray
+        self.batches = iter(build_dataset(ray, spec).iter_batches(batch_size=None, batch_format="numpy"))
+
+    def next(self):
+        return next(self.batches, None)
+
+
+def stream_batches(ray, spec: PipelineSpec) -> Iterator[dict[str, np.ndarray]]:
+    """The output batches of the dataset: executed here, or on the cluster when this is a Ray Client driver."""
+    if not ray.util.client.ray.is_connected():
+        yield from build_dataset(ray, spec).iter_batches(batch_size=None, batch_format="numpy")
+        return
+    driver = ray.remote(num_cpus=0)(PipelineDriver).remote(spec)
+    while (batch := ray.get(driver.next.remote())) is not None:
+        yield batch
