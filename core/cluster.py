@@ -28,11 +28,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.cluster_stages import CRASH_ONCE_ENV, PipelineSpec, stream_batches
 from core.errors import TaggerError
+
+if TYPE_CHECKING:   # for the type hints only
+    import argparse
+
+    from core.config import EventConfig
+    from core.inputs import Planned
+    from core.modelfile import LoadedModel
 
 __all__ = ["require_ray", "run_cluster", "connect", "ClusterOptions", "cluster_address"]
 
@@ -131,8 +139,8 @@ class RunCounts:
     failures: list[str] = field(default_factory=list)
 
 
-def run_cluster(args, plans, formats: list[str], event_config, loaded, prior_failures: int,
-                options: ClusterOptions | None = None) -> int:
+def run_cluster(args: argparse.Namespace, plans: list[Planned], formats: list[str], event_config: EventConfig,
+                loaded: LoadedModel, prior_failures: int, options: ClusterOptions | None = None) -> int:
     """`analyze --cluster`: plans (core.inputs.Planned) -> exports, skipping what the manifest says is done.
     Prints like the local command line (one line per file, a summary); returns the exit code."""
     import sys
