@@ -147,7 +147,8 @@ def main() -> None:
             for side in (("local", "ray") if r % 2 == 0 else ("ray", "local")):
                 runs[side].append(run_side(folder, side, args.hop, args.model))
         med = {s: {k: float(np.median([x[k] for x in v])) for k in v[0]} for s, v in runs.items()}
-        entry = {"files": n, "audio_h": hours, **{s: m for s, m in med.items()}}
+        entry = {"files": n, "audio_h": hours, **{s: m for s, m in med.items()},
+                 "runs": runs}                                   # every run: the machine is shared and noisy
         for side in ("local", "ray"):
             wall = med[side]["wall_s"]
             entry[side].update(files_per_s=n / wall, audio_h_per_s=hours / wall)

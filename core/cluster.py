@@ -23,6 +23,7 @@ max_retries), and a row seen twice after a retry is counted once.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -62,7 +63,7 @@ class ClusterOptions:
 
     address: str | None = None        # None: RAY_ADDRESS if set, else a local Ray in this process
     chunk_windows: int = 32           # windows per row from decode to scoring: ~2 MB of frames at a 1 s hop
-    rows_per_call: int = 4            # rows per actor call: windows of several short files share a model call
+    rows_per_call: int = 16           # rows per actor call: windows of several short files share a model call
     batch_size: int | None = None     # windows per model call (default: 64 on a GPU, 8 on the CPU, as locally)
     block_s: float = 8.0              # decode block, as Analyzer
     max_actors: int | None = None     # default: one per GPU, else the CPUs less one (kept for decoding)
@@ -108,6 +109,13 @@ def connect(address: str | None = None, num_cpus: int | None = None, debug: bool
         raise ConfigError(f"cannot start or reach {where}: {' '.join(str(e).split())}; check the address "
                           "(`ray status` on the head node) and that the same Ray version is installed here") from e
     return True
+
+
+def decode_blocks(num_files: int, audio_s: float, cpus: int, block_audio_s: float = 120.0) -> int:
+    """Decode tasks for a run: short files share a task (a Ray task costs tens of ms to schedule, as much as
+    decoding a few seconds of audio), about block_audio_s of audio each, but never fewer than 4 per CPU, so
+    that every CPU has work while the files of a slow task are still decoding."""
+    return max(1, min(num_files, max(4 * cpus, math.ceil(audio_s / block_audio_s))))
 
 
 def _actor_memory_bytes(loaded) -> int:
@@ -221,6 +229,7 @@ def _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, arg
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
     spec = PipelineSpec(
         items=[{"file": i, "path": os.fsencode(p.path)} for i, (p, _) in enumerate(todo)],
+        decode_tasks=decode_blocks(len(todo), sum(d or 0.0 for d in durations), cpus),
         features=loaded.features, hop_s=plan.hop_s, chunk_windows=options.chunk_windows, block_s=options.block_s,
         rows_per_call=options.rows_per_call, actors=options.max_actors or (gpus if gpus else max(1, cpus - 1)),
         gpus=gpus, actor_memory_bytes=_actor_memory_bytes(loaded), model_ref=[ray.put(loaded)],

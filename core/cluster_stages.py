@@ -138,11 +138,12 @@ class WindowScorer:
             pieces.append(self.plan.batch(frames, int(batch["first_frame"][i]), list(range(k0, k1)),
                                           self.features.pad_log_mel))
             owners += [i] * (k1 - k0)
-        scores = np.zeros((0, L), np.float32)
-        if pieces:
-            windows = torch.cat(pieces)                                                    # (W, T, F)
-            scores = np.concatenate([self.scorer(windows[j:j + self.batch_size])
-                                     for j in range(0, windows.shape[0], self.batch_size)])  # (W, L)
+        # model calls of batch_size windows across rows (and files); pieces are views of the rows' frames, so
+        # only one batch of windows is ever copied
+        flat = [(piece, j) for piece in pieces for j in range(piece.shape[0])]
+        scores = np.zeros((0, L), np.float32) if not flat else np.concatenate([
+            self.scorer(torch.stack([piece[j] for piece, j in flat[b:b + self.batch_size]]))   # (B, T, F)
+            for b in range(0, len(flat), self.batch_size)])                                    # (W, L)
         owners_a = np.asarray(owners, dtype=np.int64)
         out = {k: batch[k] for k in ("file", "k0", "k1", "final", "num_windows", "meta", "error")}
         out["scores"] = np.array([scores[owners_a == i].astype(np.float32).tobytes()
@@ -158,6 +159,7 @@ class PipelineSpec:
     """Everything the dataset is built from (picklable: a Ray Client run builds it on the cluster)."""
 
     items: list            # [{"file": index, "path": bytes}]
+    decode_tasks: int      # blocks of files, one decode task each (see core.cluster.decode_blocks)
     features: object       # core.config.FeatureConfig
     hop_s: float
     chunk_windows: int
@@ -174,10 +176,10 @@ class PipelineSpec:
 def build_dataset(ray, spec: PipelineSpec):
     """files -> decode_chunks tasks -> WindowScorer actor pool (see core.cluster's docstring)."""
     ray.data.DataContext.get_current().enable_progress_bars = False   # one bar: the driver's
-    ds = ray.data.from_items(spec.items, override_num_blocks=len(spec.items))
+    ds = ray.data.from_items(spec.items, override_num_blocks=spec.decode_tasks)
     # retries are Ray Data's defaults: a task whose worker dies is retried (max_retries 3), an actor that dies is
     # restarted and its calls retried (max_restarts / max_task_retries -1); tests/core/test_cluster.py kills one
-    ds = ds.map_batches(decode_chunks, batch_size=1, num_cpus=1,
+    ds = ds.map_batches(decode_chunks, batch_size=None, num_cpus=1,       # one task per block of files
                         fn_kwargs={"features": spec.features, "hop_s": spec.hop_s,
                                    "chunk_windows": spec.chunk_windows, "block_s": spec.block_s})
     return ds.map_batches(WindowScorer, batch_size=spec.rows_per_call,
