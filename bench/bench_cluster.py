@@ -44,6 +44,8 @@ SUMMARY = re.compile(r"done (\d+), skipped (\d+), failed (\d+); ([\d.]+) h of au
 def inputs(clips: int, long_files: int, minutes: float) -> dict[str, Path]:
     """{workload: folder} of real audio, built once in the cache."""
     sources = sorted(ESC50.glob("*.flac")) or sorted((ROOT / "tests" / "data").glob("*.flac"))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    (CACHE.parent / ".gitignore").write_text("*\n")   # bench/.cache ignores itself, as bench_analyze's does
     folders = {}
     if clips:
         short = CACHE / f"short-{clips}"

@@ -296,6 +296,7 @@ def _finish_file(item, g: _Gathered, plan, loaded, event_config, formats, args, 
     from tqdm import tqdm
 
     from core.events import detect_events
+    from core.atomic import signals_held
     from core.tables import export_file
     from core.inputs import one_line
     from core.timeline import Timeline
@@ -315,10 +316,13 @@ def _finish_file(item, g: _Gathered, plan, loaded, event_config, formats, args, 
                         hop_s=plan.hop_s, model_name=loaded.name, device=g.device,
                         sample_rate_hz=loaded.features.sample_rate_hz, kind="file", extra=meta)
     events = detect_events(timeline, event_config)
-    written = export_file(timeline, events, event_config, p.out_dir, p.stem, formats, args.force,
-                          Path(args.out).expanduser(), tag)
-    manifest.append(key, p.path, "done", outputs=[str(w) for w in written], duration_s=round(duration_s, 6),
-                    windows=timeline.num_windows, events=len(events), warning=meta.get("warning", ""))
+    # the exports and their manifest line are one step for Ctrl-C / SIGTERM (held back until both are done), so
+    # an interrupted run never leaves exports that its rerun would refuse as "already exists"
+    with signals_held():
+        written = export_file(timeline, events, event_config, p.out_dir, p.stem, formats, args.force,
+                              Path(args.out).expanduser(), tag)
+        manifest.append(key, p.path, "done", outputs=[str(w) for w in written], duration_s=round(duration_s, 6),
+                        windows=timeline.num_windows, events=len(events), warning=meta.get("warning", ""))
     counts.done += 1
     counts.audio_s += duration_s
     if warning := meta.get("warning"):   # truncated/damaged: analysed as far as it decodes, and counted as failed

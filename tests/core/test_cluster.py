@@ -202,3 +202,36 @@ def test_without_ray_the_error_names_the_install(monkeypatch, capsys, esc50_clip
     err = capsys.readouterr().err
     assert "pip install '.[cluster]'" in err and len(err.strip().splitlines()) == 1
     assert analyze(str(esc50_clip), "--out", str(tmp_path), "--cluster", "spark") == 2
+
+
+@needs_ray
+def test_an_interrupted_run_resumes_to_the_same_exports(first_run, clips, tmp_path, capsys):
+    """Ctrl-C in the middle (a real process, its own Ray), then the same command: the files finished are skipped,
+    the rest analysed, and every export equals local analyze's; nothing half-written is left."""
+    import signal
+    import subprocess
+    import time
+    out, common = first_run
+    target = tmp_path / "ray"
+    cmd = [sys.executable, str(Path(__file__).resolve().parents[2] / "main.py"), "analyze", str(clips), "--out",
+           str(target), "--cluster", "ray", "--quiet", *common]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    manifest_path = target / MANIFEST_NAME
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        if manifest_path.exists() and len(manifest_path.read_text().splitlines()) >= 3:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=240)
+    finished = len(manifest(target))
+    if proc.returncode == 0:
+        pytest.skip(f"the run finished before it could be interrupted ({finished} files)")
+    assert proc.returncode == 130 and "interrupted" in err, err[-2000:]
+    assert 3 <= finished < 44
+    assert not [p for p in target.iterdir() if p.name.startswith(".")]      # no temp or lock file left
+    capsys.readouterr()
+    assert analyze(str(clips), "--out", str(target), "--cluster", "ray", *common) == 0
+    assert f"done {44 - finished}, skipped {finished}, failed 0" in capsys.readouterr().err
+    assert_same_exports(out / "local", target, sorted(p.stem for p in clips.iterdir()))
