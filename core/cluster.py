@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.cluster_stages import CRASH_ONCE_ENV, PipelineSpec, stream_batches
-from core.errors import TaggerError
+from core.errors import ConfigError, TaggerError
 
 if TYPE_CHECKING:   # for the type hints only
     import argparse
@@ -104,7 +104,6 @@ def connect(address: str | None = None, num_cpus: int | None = None, debug: bool
             # "local": a new Ray in this process, never one that `ray start` left running on this machine
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **kwargs)
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
-        from core.errors import ConfigError
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise ConfigError(f"cannot start or reach {where}: {' '.join(str(e).split())}; check the address "
                           "(`ray status` on the head node) and that the same Ray version is installed here") from e
@@ -197,14 +196,13 @@ def run_cluster(args: argparse.Namespace, plans: list[Planned], formats: list[st
         try:
             _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, args, options, manifest,
                           counts, bar, tag)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, ConfigError):   # ConfigError: exit 2, as locally
             raise
         except Exception as e:  # noqa: BLE001 - Ray gave up (e.g. the cluster went away): keep what is done
             counts.failed += 1
-            left = len(todo) - counts.done - (counts.failed - prior_failures - 1)
             print(one_line(f"error: the cluster run stopped: {type(e).__name__}: {e}; the {counts.done} files "
-                           f"finished are in the manifest, {left} are not: run the same command again to "
-                           "analyse the rest"), file=sys.stderr)
+                           f"finished of {len(todo)} are in the manifest: run the same command again to analyse "
+                           "the rest"), file=sys.stderr)
         finally:
             bar.close()
             if started_here:
@@ -227,6 +225,10 @@ def _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, arg
 
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    if args.device == "cpu":                 # --device as locally: cpu forces CPU actors, cuda needs a GPU
+        gpus = 0
+    elif args.device.startswith("cuda") and not gpus:
+        raise ConfigError("--device cuda was asked for, but the Ray cluster has no GPU; use --device cpu (or auto)")
     spec = PipelineSpec(
         items=[{"file": i, "path": os.fsencode(p.path)} for i, (p, _) in enumerate(todo)],
         decode_tasks=decode_blocks(len(todo), sum(d or 0.0 for d in durations), cpus),

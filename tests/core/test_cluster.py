@@ -205,6 +205,24 @@ def test_without_ray_the_error_names_the_install(monkeypatch, capsys, esc50_clip
 
 
 @needs_ray
+def test_device_means_what_it_means_locally(local_ray, esc50_clip, tiny_hf_dir, tmp_path, capsys):
+    if local_ray.cluster_resources().get("GPU"):
+        pytest.skip("this Ray has a GPU")
+    assert analyze(str(esc50_clip), "--out", str(tmp_path), "--cluster", "ray", "--model", str(tiny_hf_dir),
+                   "--device", "cuda") == 2
+    assert "has no GPU" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.csv"))
+
+
+def test_decode_tasks_group_short_files():
+    from core.cluster import decode_blocks
+    assert decode_blocks(200, 1000.0, cpus=2) == 9          # 200 clips of 5 s: about 2 min of audio per task
+    assert decode_blocks(3, 3 * 3600.0, cpus=2) == 3        # never more tasks than files
+    assert decode_blocks(10_000, 10_000 * 3600.0, cpus=64) == 10_000
+    assert decode_blocks(40, 60.0, cpus=4) == 16            # at least 4 per CPU, so no CPU waits for a slow task
+
+
+@needs_ray
 def test_an_interrupted_run_resumes_to_the_same_exports(first_run, clips, tmp_path, capsys):
     """Ctrl-C in the middle (a real process, its own Ray), then the same command: the files finished are skipped,
     the rest analysed, and every export equals local analyze's; nothing half-written is left."""
