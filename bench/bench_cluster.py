@@ -166,7 +166,8 @@ def main() -> None:
     st = report["stages"]
     decode = ", ".join(f"{k} {v:.1f}" for k, v in st["decode_fbank_cpu_s_per_audio_hour"].items())
     print(f"\nstages on one thread: decode + fbank CPU s per audio hour: {decode}; scoring "
-          f"{st['score_cpu_ms_per_window']:.2f} CPU ms per window ({st['model']}, {st['parameters'] / 1e6:.1f} M parameters, {st['window_s']:.2f} s window, fp32, batch 8)")
+          f"{st['score_cpu_ms_per_window']:.2f} CPU ms per window ({st['model']}, "
+          f"{st['parameters'] / 1e6:.1f} M parameters, {st['window_s']:.2f} s window, fp32, batch 8)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "cluster-cpu.json").write_text(json.dumps(report, indent=2) + "\n")
 

@@ -6,13 +6,14 @@ core.cluster_stages, and only when --cluster is asked for (`pip install '.[clust
 
 Pipeline (one Ray Data dataset, streamed, so memory stays bounded for any archive):
 1. one row per file (its index and path bytes);
-2. decode + fbank, a CPU task per file (core.cluster_stages.decode_chunks): the file is decoded block by block
-   (core.audio_io.iter_blocks) into core.features.FbankStreamer, exactly as Analyzer.analyze does, and every
+2. decode + fbank in CPU tasks over blocks of files (core.cluster_stages.decode_chunks; short files share a
+   task, see decode_blocks): each file is decoded block by block (core.audio_io.iter_blocks) into
+   core.features.FbankStreamer, exactly as Analyzer.analyze does, and every
    `chunk_windows` complete windows leave as one row holding the frames they cover (frames, not windows:
    windows overlap, frames do not); the last row of a file carries its length and decode report;
 3. scoring in an actor pool (core.cluster_stages.WindowScorer): each actor gets the model once (from the
-   object store) and scores the windows of several rows, of several files, per model call: GPU actors in bf16 where the
-   cluster has GPUs, CPU actors otherwise (core.scorer.Scorer decides the precision, as locally);
+   object store) and scores the windows of several rows, of several files, per model call: GPU actors in bf16
+   where the cluster has GPUs, CPU actors otherwise (core.scorer.Scorer decides the precision, as locally);
 4. the driver gathers each file's scores into a Timeline and writes events and exports with the code of
    local analyze (core.events, core.export, core.atomic), then appends the file to the run manifest.
 
@@ -313,7 +314,8 @@ def _finish_file(item, g: _Gathered, plan, loaded, event_config, formats, args, 
     meta = dict(g.meta)
     duration_s = float(meta.pop("duration_s"))
     starts = plan.starts_s(0, g.num_windows)
-    timeline = Timeline(source=str(p.path), labels=loaded.labels, starts_s=starts, ends_s=plan.ends_s(starts, duration_s),
+    timeline = Timeline(source=str(p.path), labels=loaded.labels, starts_s=starts,
+                        ends_s=plan.ends_s(starts, duration_s),
                         scores=scores.astype(np.float32), duration_s=duration_s, window_s=loaded.features.window_s,
                         hop_s=plan.hop_s, model_name=loaded.name, device=g.device,
                         sample_rate_hz=loaded.features.sample_rate_hz, kind="file", extra=meta)

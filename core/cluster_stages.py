@@ -1,8 +1,8 @@
 """The worker side of `analyze --cluster` (core.cluster): decode + fbank tasks and the scoring actors.
 
-Runs in Ray worker processes: `decode_chunks` in a CPU task per file, `WindowScorer` in an actor that holds the
-model. They share nothing with the driver but the rows described in core.cluster's docstring; torch and Ray are
-imported inside the functions, so the driver imports this module cheaply.
+Runs in Ray worker processes: `decode_chunks` in a CPU task per block of files, `WindowScorer` in an actor that
+holds the model. They share nothing with the driver but the rows described in core.cluster's docstring; torch and
+Ray are imported inside the functions, so the driver imports this module cheaply.
 """
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from core.errors import TaggerError
 
 __all__ = ["decode_chunks", "WindowScorer", "PipelineSpec", "stream_batches", "CRASH_ONCE_ENV"]
 
-CRASH_ONCE_ENV = "AST_TAGGER_CRASH_ONCE"   # tests: a marker file; the first actor call that finds it removes it and dies
+CRASH_ONCE_ENV = "AST_TAGGER_CRASH_ONCE"   # tests: a marker file; the first actor call that finds it removes it, dies
 
 
-# ---- stage 2: decode + fbank (a Ray task per file) ------------------------------------------------
+# ---- stage 2: decode + fbank (a Ray task per block of files) --------------------------------------
 
 def _row(file: int, *, first_frame: int = 0, k0: int = 0, k1: int = 0, frames: np.ndarray | None = None,
          final: bool = False, num_windows: int = -1, meta: str = "", error: str = "") -> dict:
