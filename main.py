@@ -10,5 +10,10 @@ def open_app(args) -> int:
     return run_app(args)
 
 
+def entry() -> int:
+    """The installed `ast-tagger` command: the same as `python main.py`."""
+    return main(open_app=open_app)
+
+
 if __name__ == "__main__":
-    sys.exit(main(open_app=open_app))
+    sys.exit(entry())

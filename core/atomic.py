@@ -37,7 +37,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None
 
-__all__ = ["atomic_write", "write_set", "exclusive_lock", "remove_stale_temps", "temp_path_for",
+__all__ = ["atomic_write", "write_set", "exclusive_lock", "remove_stale_temps", "temp_path_for", "signals_held",
            "new_file_mode", "SetExistsError", "SetWriteError", "LockTimeout", "STALE_AGE_S", "LOCK_SUFFIX"]
 
 STALE_AGE_S = 24 * 3600.0       # a temp file of ours this old is stale whatever its pid says
@@ -177,16 +177,28 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", *, overwrite: bool = 
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (delivered on exit) when on the main thread of a POSIX process."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back until the block ends, then hand them to the handlers that were in place
+    (main thread of the process; elsewhere a no-op).
+
+    The OS may deliver a process's signal to any thread that does not block it (the decode thread, Ray's
+    threads), so masking this thread is not enough; Python runs signal handlers on the main thread whichever
+    thread received the signal, so the handlers are swapped for one that notes the signal, and the signals
+    noted are raised again at the end.
+    """
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    caught: list[int] = []
+    previous = {signum: signal.signal(signum, lambda received, frame: caught.append(received))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
 
 
 @contextlib.contextmanager
@@ -333,7 +345,7 @@ def write_set(members: Sequence[tuple[Path, Callable[[IO], None]]], lock_name: s
 def _commit(targets: list[Path], temps: dict[Path, Path], overwrite: bool) -> None:
     """Rename every temp to its target; on any failure undo the renames done (restore what they replaced)."""
     done: list[tuple[Path, Path | None]] = []   # (target, backup of the file it replaced)
-    with _signals_held():
+    with signals_held():
         try:
             for target in targets:
                 backup = None

@@ -17,13 +17,14 @@ from typing import Callable
 
 from core.errors import ConfigError, ExportExistsError, ModelFileError, TaggerError
 from core.events import detect_events, thresholds_for
-from core.export import COMBINED_REFUSED, FORMATS, export_combined, export_timeline, target_paths
+from core.export import COMBINED_REFUSED, FORMATS, export_combined
 from core.inputs import (AUDIO_SUFFIXES, COMBINED_STEM, NameClashError, collect_audio, one_line, plan_outputs,
                          scan_audio)
 from core.listen import build_parsers as build_listen_parsers
 from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, UsageError, add_event_arguments,
                           count_above_zero, event_config_from, folder_name, parse_formats, seconds_above_zero)
 from core.runtime import limit_heap_fragmentation
+from core.tables import DATASET_FORMATS, export_file, export_targets, model_tag, require_pyarrow
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,30 @@ def _run_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from core.analyze import Analyzer
+    from core.manifest import model_hash
     from core.modelfile import load_model
     from core.scorer import Scorer
 
-    formats = parse_formats(args.formats)
+    formats = parse_formats(args.formats, datasets=DATASET_FORMATS)
+    if "parquet" in formats:
+        if not args.out:
+            raise UsageError("--formats parquet needs --out DIR: the Parquet datasets hold the whole run there")
+        try:
+            require_pyarrow()
+        except ImportError as e:
+            raise UsageError(str(e)) from None
+    if args.cluster:
+        from core.cluster import cluster_address, require_ray
+        try:
+            cluster_address(args.cluster)
+            require_ray()
+        except (ValueError, TaggerError) as e:
+            raise UsageError(str(e)) from None
+        if not args.out:
+            raise UsageError("--cluster needs --out DIR: the exports and the run manifest (what is done) go there")
+        if args.combined:
+            raise UsageError("--cluster does not write --combined tables: a resumed run would combine only the "
+                             "files it analysed; use --formats parquet for tables of the whole archive")
     if args.combined and (refused := [k for k in formats if k in COMBINED_REFUSED]):
         raise UsageError(f"--combined cannot write {', '.join(refused)}: those tables have no file column, so "
                          "several recordings would share one timeline; their per-file tables are written "
@@ -92,6 +113,10 @@ def _run_analyze(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     loaded = load_model(args.model)
     thresholds_for(loaded.labels, event_config)  # unknown --label-threshold names fail before any work
+    if args.cluster:
+        from core.cluster import run_cluster
+        return run_cluster(args, plans, formats, event_config, loaded, prior_failures=failures)
+    tag = model_tag(loaded.name, model_hash(loaded)) if "parquet" in formats else None
     analyzer = Analyzer(Scorer(loaded, args.device), hop_s=args.hop, batch_size=args.batch_size)
     print(f"model {loaded.name} ({len(loaded.labels)} labels, window {loaded.features.window_s:.2f} s, "
           f"hop {analyzer.hop_s:g} s) on {analyzer.scorer.device}", file=sys.stderr)
@@ -113,11 +138,12 @@ def _run_analyze(args: argparse.Namespace) -> int:
             counted = done_s
 
         try:
-            if not args.force and (existing := [p for p in target_paths(out_dir, plan.stem, formats) if p.exists()]):
+            if not args.force and (existing := [p for p in export_targets(out_dir, plan.stem, formats, out_root, tag)
+                                                if p.exists()]):
                 raise ExportExistsError(f"{existing[0]} already exists; pass --force to overwrite")
             timeline = analyzer.analyze(str(path), progress=progress)
             events = detect_events(timeline, event_config)
-            export_timeline(timeline, events, event_config, out_dir, formats, stem=plan.stem, overwrite=args.force)
+            export_file(timeline, events, event_config, out_dir, plan.stem, formats, args.force, out_root, tag)
             results.append((timeline, events))
             if warning := timeline.extra.get("warning"):  # truncated/damaged: analysed as far as it decodes
                 failures += 1
@@ -142,7 +168,8 @@ def _run_analyze(args: argparse.Namespace) -> int:
     bar.close()
     if args.combined and results:
         try:
-            written = export_combined(results, event_config, combined_dir, formats, stem=COMBINED_STEM,
+            written = export_combined(results, event_config, combined_dir,
+                                      [k for k in formats if k not in DATASET_FORMATS], stem=COMBINED_STEM,
                                       overwrite=args.force)
             print(one_line(f"combined tables of {len(results)} files: {', '.join(str(p) for p in written)}"),
                   file=sys.stderr)
@@ -166,11 +193,15 @@ def build_analyze_parser(sub) -> None:
     p.add_argument("--out", type=folder_name, default=None, metavar="DIR",
                    help="output folder (default: next to each audio file); folder inputs are mirrored under it")
     p.add_argument("--formats", default="tags,scores,params", metavar="LIST",
-                   help=f"comma-separated, from {','.join(FORMATS)} (default tags,scores,params)")
+                   help=f"comma-separated, from {','.join([*FORMATS, *DATASET_FORMATS])} (default "
+                        "tags,scores,params; parquet: events and scores as Parquet datasets under --out)")
     p.add_argument("--combined", action="store_true", help="also write one combined table per format")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--batch-size", type=count_above_zero, default=None, metavar="N", help="windows per model call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cluster", default=None, metavar="ray|ray://HOST:PORT",
+                   help="analyse on Ray (pip install '.[cluster]'): 'ray' starts one here (or joins RAY_ADDRESS); "
+                        "resumable through a manifest in --out (docs/scale.md)")
     add_event_arguments(p)
     p.set_defaults(func=run_analyze)
 

@@ -110,9 +110,11 @@ def event_config_from(args: argparse.Namespace) -> EventConfig:
                        label_thresholds=tuple(per_label))
 
 
-def parse_formats(text: str) -> list[str]:
+def parse_formats(text: str, datasets: tuple[str, ...] = ()) -> list[str]:
+    """--formats -> format keys of core.export.FORMATS, plus `datasets` (analyze: core.tables' `parquet`)."""
     keys = [k.strip() for k in text.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in FORMATS]
+    valid = [*FORMATS, *datasets]
+    unknown = [k for k in keys if k not in valid]
     if unknown or not keys:
-        raise UsageError(f"unknown format(s) {unknown or text!r}; choose from {','.join(FORMATS)}")
+        raise UsageError(f"unknown format(s) {unknown or text!r}; choose from {','.join(valid)}")
     return keys
