@@ -22,6 +22,6 @@ def test_install_holds_engine_model_and_command(tmp_path):
     script = (target / "bin" / "ast-tagger").read_text()
     assert "from main import entry" in script
     extras = (next(target.glob("ast_tagger-*.dist-info")) / "METADATA").read_text()
-    assert "torch==2.11.0" in extras and 'ray[client,data]>=2.9; extra == "cluster"' in extras
+    assert "torch==2.11.0" in extras and 'ray[client,data]>=2.10; extra == "cluster"' in extras
     ray_lines = [line for line in extras.splitlines() if line.startswith("Requires-Dist: ray")]
     assert ray_lines and all('extra == "cluster"' in line for line in ray_lines)   # the base install stays lean
