@@ -26,7 +26,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +110,10 @@ def connect(address: str | None = None, num_cpus: int | None = None, debug: bool
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise ConfigError(f"cannot start or reach {where}: {' '.join(str(e).split())}; check the address "
                           "(`ray status` on the head node) and that the same Ray version is installed here") from e
+    if threading.current_thread() is threading.main_thread():
+        # ray.init puts its own SIGTERM handler in place (it aborts the driver with a C++ stack dump); SIGTERM
+        # stays Ctrl-C here, so a stopped run finishes the file it is writing and says so in one line
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     return True
 
 
