@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.audio_io import read_audio
+from core.audio_io import AUDIO_SUFFIXES, read_audio
 from core.errors import AudioError
 from training.data import synth_audio
 from training.sources import REPOS, Repo, checkout
@@ -73,7 +73,6 @@ SOURCES: tuple[SourceSpec, ...] = (
 )
 # Per-file allowances inside music-librosa: the robin is a bird, the pibble is a dog howling in her sleep.
 FILE_ALLOWED = {"456440__inspectorj__bird-whistling-robin-single-13": ("chirping_birds",), "pibble": ("dog",)}
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 
 
 @dataclass(frozen=True)
