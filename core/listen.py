@@ -19,7 +19,7 @@ from core.events import thresholds_for
 from core.labels import LabelSet
 from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, count_above_zero, event_config_from,
                           parse_formats, seconds_above_zero)
-from core.session import LiveSession, LiveTimeline, WavRecorder  # noqa: F401 - LiveTimeline: its former home
+from core.session import LiveSession, LiveTimeline, Recorder, RecordingStopped  # noqa: F401 - LiveTimeline: its former home
 from core.timeline import Event
 from core.windows import check_live_hop
 
@@ -91,7 +91,7 @@ def run_listen(args: argparse.Namespace) -> int:
     except CaptureError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    recorder = WavRecorder(wav, overwrite=args.force) if args.record else None
+    recorder = Recorder(wav, overwrite=args.force) if args.record else None
     session = LiveSession(loaded, compute, capture, args.hop, event_config, recorder)
     tagger = session.tagger
     try:
@@ -148,6 +148,8 @@ def _drive(args: argparse.Namespace, session: LiveSession):
                 if isinstance(item, TagFrame):
                     for e in session.add(item):
                         _print_event(e, session.labels)
+                elif isinstance(item, RecordingStopped):
+                    print(f"error: {item.message}", file=sys.stderr)
                 if session.check() is None and capture.ring.ended:
                     session.stop()     # the --duration limit is reached: the tagger drains and ends
             except KeyboardInterrupt:

@@ -2,10 +2,12 @@
 StreamingTagger -> TagFrames -> a growing Timeline with events as they close, a recording, provenance.
 
 Threads: the audio callback of the source writes its ring; the tagger thread (core.tagger) reads it and
-calls the session's audio and frame sinks (level meter, WavRecorder, display frames), which only compute
+calls the session's audio and frame sinks (level meter, Recorder, display frames), which only compute
 on their own arguments and put copies on `results`. Everything else (start, stop, close, add, timeline,
-finish) belongs to one consumer thread: the CLI's main thread or the GUI thread, which drains `results`
-(LiveFrames, TagFrame, then one TaggerEnd) and hands each TagFrame to `add`.
+finish) belongs to one consumer thread at a time: the CLI's main thread, or in the window the GUI thread
+(add, timeline) and its live-control thread (start, stop, finish, close: the calls that can block), which
+hand the session over rather than share it. The consumer drains `results` (LiveFrames, TagFrame, a
+RecordingStopped if the recording fails, then one TaggerEnd) and hands each TagFrame to `add`.
 
 `LiveTimeline` applies the event rule of file analysis (core.events) as frames arrive. An event is
 returned once it is final, i.e. no later window can change it: its run of windows has ended (the median
@@ -17,10 +19,13 @@ bars' colour). At the end the events of the whole timeline are computed exactly 
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import queue
+import shutil
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -28,6 +33,7 @@ import numpy as np
 import soundfile as sf
 
 from core.config import EventConfig
+from core.errors import TaggerError
 from core.events import detect_events, detect_label_events, median_windows, open_at_end, thresholds_for
 from core.labels import LabelSet
 from core.timeline import Event, Timeline
@@ -41,7 +47,8 @@ if TYPE_CHECKING:   # torch stays unimported until a session starts (fast `--hel
     from core.ringbuffer import RingBuffer
     from core.tagger import TagFrame, TaggerEnd, TaggerStats
 
-__all__ = ["LiveSession", "LiveResult", "LiveFrames", "AudioSource", "LiveTimeline", "WavRecorder"]
+__all__ = ["LiveSession", "LiveResult", "LiveFrames", "AudioSource", "LiveTimeline", "Recorder", "RecordingError",
+           "RecordingStopped", "new_recording"]
 
 log = logging.getLogger(__name__)
 
@@ -163,28 +170,84 @@ class LiveTimeline:
         return is_open
 
 
-class WavRecorder:
-    """Writes the stream to a WAV as it arrives (16 kHz mono float32: exactly what the model heard).
+class RecordingError(TaggerError):
+    """The recording could not be written on (a full disk, a removed drive); the session goes on without it."""
 
-    Used as the tagger's audio sink, so it runs on the tagger thread; close() from any thread after the
-    tagger has finished. Never overwrites an existing file unless overwrite=True.
+
+class Recorder:
+    """Writes the stream to a file as it arrives: exactly what the model heard, 16 kHz mono.
+
+    The container follows the name: `.flac` is FLAC at 24 bits (lossless for any microphone, a third of
+    the size of float WAV; samples are clipped to [-1, 1] as any PCM recording is), anything else is a
+    32-bit float WAV. Used as the tagger's audio sink, so write() runs on the tagger thread; close() from
+    any thread after the tagger has finished. Never overwrites an existing file unless overwrite=True.
+
+    A write that fails closes the file, keeps what was written and raises RecordingError once; later
+    writes do nothing, so a full disk ends the recording but not the session.
     """
 
     def __init__(self, path: Path, sample_rate_hz: int = 16000, overwrite: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = sf.SoundFile(self.path, "w" if overwrite else "x", samplerate=sample_rate_hz,
-                                  channels=1, format="WAV", subtype="FLOAT")
+        self.sample_rate_hz = sample_rate_hz
+        flac = self.path.suffix.lower() == ".flac"
+        self._file = sf.SoundFile(self.path, "w" if overwrite else "x", samplerate=sample_rate_hz, channels=1,
+                                  format="FLAC" if flac else "WAV", subtype="PCM_24" if flac else "FLOAT")
+        self._clip = flac
         self.num_samples = 0
+        self.error: str | None = None      # why the recording stopped early, else None
 
     def write(self, samples: np.ndarray) -> None:
-        if len(samples):
-            self._file.write(samples)
-            self.num_samples += len(samples)
+        if not len(samples) or self.error is not None:
+            return
+        try:
+            self._file.write(np.clip(samples, -1.0, 1.0) if self._clip else samples)
+        except (OSError, RuntimeError) as e:        # soundfile reports a failed write as LibsndfileError
+            self.error = (f"recording to {self.path} stopped after {self.num_samples / self.sample_rate_hz:.1f} s: "
+                          f"it could not be written ({e or type(e).__name__}; {_free_space(self.path.parent)}); "
+                          "listening goes on, and the file keeps what was written")
+            self.close()
+            raise RecordingError(self.error) from None
+        self.num_samples += len(samples)
 
     def close(self) -> None:
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except (OSError, RuntimeError) as e:    # the header could not be finished either (full disk)
+                log.warning("closing the recording %s: %s", self.path, e)
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "free space unknown"
+    return "the disk is full" if free < 1 << 20 else f"{free / 1e9:.1f} GB free there"
+
+
+def new_recording(folder: Path, started: datetime, sample_rate_hz: int = 16000) -> Recorder:
+    """A FLAC Recorder at `<folder>/ast-tagger-YYYYmmdd-HHMMSS.flac` (started: local time); when that name is
+    taken, `-2`, `-3`, ... is added: an existing file is never replaced, even by a recording begun in the same
+    second by another window. OSError when the folder cannot be created or written."""
+    stem = started.strftime("ast-tagger-%Y%m%d-%H%M%S")
+    for n in itertools.count(1):
+        path = Path(folder) / (f"{stem}.flac" if n == 1 else f"{stem}-{n}.flac")
+        if path.exists():
+            continue
+        try:
+            return Recorder(path, sample_rate_hz)      # opened with "x": never replaces a file
+        except (OSError, RuntimeError) as e:
+            if path.exists():                          # taken between the check and the open
+                continue
+            raise OSError(f"cannot record to {path}: {e}") from None
+
+
+@dataclass(frozen=True)
+class RecordingStopped:
+    """The recording failed and was closed (RecordingError's text); the session goes on without it."""
+
+    message: str
 
 
 @dataclass(frozen=True)
@@ -230,7 +293,7 @@ class LiveSession:
     """
 
     def __init__(self, loaded: LoadedModel, device: str | torch.device, source: AudioSource, hop_s: float = 1.0,
-                 event_config: EventConfig = EventConfig(), recorder: WavRecorder | None = None,
+                 event_config: EventConfig = EventConfig(), recorder: Recorder | None = None,
                  display: bool = False):
         from core.capture import CaptureReader
         from core.scorer import Scorer
@@ -254,8 +317,11 @@ class LiveSession:
     def _on_audio(self, samples: np.ndarray) -> None:
         if len(samples):
             self._level_db = 20.0 * math.log10(max(float(np.max(np.abs(samples))), 1e-6))
-            if self.recorder is not None:
-                self.recorder.write(samples)
+            if self.recorder is not None and self.recorder.error is None:
+                try:
+                    self.recorder.write(samples)
+                except RecordingError as e:
+                    self.results.put(RecordingStopped(str(e)))
 
     def _on_frames(self, start_frame: int, frames: np.ndarray) -> None:
         self.results.put(LiveFrames(start_frame, frames, self._level_db))

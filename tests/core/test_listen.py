@@ -264,11 +264,11 @@ def test_open_labels_are_the_event_rule_at_the_newest_window():
 
 def test_a_live_session_drives_a_source_into_events_and_provenance(energy_model, scene, tmp_path):
     from core.capture import FilePlayback
-    from core.session import LiveFrames, LiveSession, WavRecorder
+    from core.session import LiveFrames, LiveSession, Recorder
     from core.tagger import TaggerEnd
     loaded = load_model(energy_model)
     source = FilePlayback(scene, speed=8.0)
-    recorder = WavRecorder(tmp_path / "heard.wav")
+    recorder = Recorder(tmp_path / "heard.wav")
     session = LiveSession(loaded, "cpu", source, HOP, EventConfig(merge_gap_s=0.3), recorder, display=True)
     assert session.live.source == str(tmp_path / "heard.wav")
     session.start()

@@ -18,11 +18,11 @@ from core.capture import CaptureReader
 from core.config import FeatureConfig, ModelConfig
 from core.errors import ConfigError
 from core.labels import LabelSet
-from core.listen import WavRecorder
 from core.model import AST
 from core.modelfile import load_model, save_model_file
 from core.ringbuffer import RingBuffer
 from core.scorer import Scorer
+from core.session import Recorder
 from core.tagger import StreamingTagger, TagFrame, TaggerConfig, TaggerEnd, TaggerState
 
 
@@ -195,7 +195,7 @@ def test_capture_at_44k_through_the_ring_equals_file_analysis(tiny_hf_dir, esc50
     sf.write(tmp_path / "clip44k.wav", x, rate, subtype="FLOAT")
     esc50_clip = tmp_path / "clip44k.wav"
     scorer = Scorer(load_model(tiny_hf_dir), "cpu")
-    recorder = WavRecorder(tmp_path / "rec.wav")
+    recorder = Recorder(tmp_path / "rec.wav")
     frames, end, _ = run_stream(scorer, x, rate, TaggerConfig(hop_s=0.5, skip_on_lag=False), on_audio=recorder.write)
     recorder.close()
     timeline = Analyzer(scorer, hop_s=0.5).analyze(str(esc50_clip))
