@@ -1,4 +1,5 @@
-"""Side controls: the label panel (search filter, pins, per-label thresholds) and the export dialog.
+"""Side controls: the label panel (search filter, pins, per-label thresholds), the export dialog and the
+question asked before results that were never saved are lost.
 
 GUI thread only.
 """
@@ -12,8 +13,9 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.export import FORMATS
 from core.labels import LabelSet
+from app.document import Document
 
-__all__ = ["LabelPanel", "ExportDialog", "ExportRequest", "FORMAT_TITLES"]
+__all__ = ["LabelPanel", "ExportDialog", "ExportRequest", "FORMAT_TITLES", "ask_unsaved"]
 
 FORMAT_TITLES = {
     "tags": "Tags CSV (events, the main table)",
@@ -44,14 +46,19 @@ class _InheritedThreshold(QtWidgets.QStyledItemDelegate):
 
 
 class LabelPanel(QtWidgets.QWidget):
-    """Every label of the model: a search filter (what the bars and the strip may show), a pin per label
-    (always on the bars) and an optional on threshold per label (empty = the global one)."""
+    """Every label of the model: a search filter (what the bars may show), a pin per label (always on the
+    bars and every strip) and an optional on threshold per label (empty = the global one).
+
+    It observes the document (its model's labels, the global threshold it shows greyed) and sends the pins
+    and thresholds to it; the filter is this panel's own (`changed` says it moved).
+    """
 
     changed = QtCore.Signal()
     invalid = QtCore.Signal(str)      # a threshold that could not be used, in words
 
-    def __init__(self, parent=None):
+    def __init__(self, document: Document, parent=None):
         super().__init__(parent)
+        self.document = document
         self.labels = LabelSet.from_names([])
         self.search = QtWidgets.QLineEdit(placeholderText="Filter labels (e.g. dog, bird, speech)…")
         self.search.setClearButtonEnabled(True)
@@ -81,6 +88,19 @@ class LabelPanel(QtWidgets.QWidget):
         self.table.itemChanged.connect(self._item_changed)
         self._loading = False
         self._allowed = np.ones(0, dtype=bool)
+        document.modelChanged.connect(self._model_changed)
+        document.ruleChanged.connect(lambda: self.set_global_threshold(document.on_threshold))
+        self.set_global_threshold(document.on_threshold)
+
+    def _model_changed(self) -> None:
+        self.set_labels(self.document.model.loaded.labels, self.document.pinned_ids, self.document.label_thresholds)
+        self._send()
+
+    def _send(self) -> None:
+        """The pins and thresholds of this model's labels go to the document (those of labels it lacks go)."""
+        if len(self.labels):
+            self.document.set_pinned_ids(self.pinned_ids())
+            self.document.set_label_thresholds(self.thresholds())
 
     def set_labels(self, labels: LabelSet, pinned_ids: list[str], thresholds: dict[str, float]) -> None:
         self._loading = True
@@ -129,7 +149,7 @@ class LabelPanel(QtWidgets.QWidget):
                     self._loading = False
                     self.invalid.emit(f"the threshold for {name!r} must be a number between 0 and 1, got "
                                       f"{text!r}; it uses the global threshold")
-        self.changed.emit()
+        self._send()
 
     def set_global_threshold(self, on: float) -> None:
         """The On threshold that labels without their own use (shown greyed in their empty cells)."""
@@ -230,3 +250,18 @@ class ExportDialog(QtWidgets.QDialog):
         formats = tuple(k for k, c in self.checks.items() if c.isChecked())
         return ExportRequest(self.scope.currentData(), formats, Path(self.folder.text()).expanduser(),
                              self.stem.text().strip())
+
+
+def ask_unsaved(parent: QtWidgets.QWidget, what: list[str], action: str) -> QtWidgets.QMessageBox.StandardButton:
+    """Ask before live results that were never exported (nor recorded) are lost: Save (shown as
+    "Export…"), Discard or Cancel. what: the sessions, in words; action: what would lose them."""
+    box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Question, "Unsaved live results",
+                                f"{action.capitalize()} loses what these sessions found, which was neither exported "
+                                f"nor recorded:\n\n" + "\n".join(f"• {w}" for w in what),
+                                QtWidgets.QMessageBox.StandardButton.Save
+                                | QtWidgets.QMessageBox.StandardButton.Discard
+                                | QtWidgets.QMessageBox.StandardButton.Cancel, parent)
+    box.button(QtWidgets.QMessageBox.StandardButton.Save).setText("Export…")
+    box.setDefaultButton(QtWidgets.QMessageBox.StandardButton.Save)
+    box.setEscapeButton(QtWidgets.QMessageBox.StandardButton.Cancel)
+    return QtWidgets.QMessageBox.StandardButton(box.exec())

@@ -1,5 +1,6 @@
-"""What the Export action can write and how: the current file, every analysed file as combined tables,
-or the live session. GUI thread (the files are small; core.export writes them atomically).
+"""What the Export action can write and how: the current result (a file or a finished live session), every
+result as combined tables, or the live session. GUI thread (the files are small; core.export writes them
+atomically).
 
 Events are computed with the window's current event rule at export time, for files and the live
 session alike, so the params file always names the rule that produced the rows next to it.
@@ -15,10 +16,9 @@ from core.events import detect_events, rule_for
 from core.export import export_combined, export_timeline
 from core.timeline import Timeline
 from app.controls import ExportRequest
-from app.files_view import FileResult
+from app.document import FileResult
 
 __all__ = ["export_scopes", "write_export"]
-
 
 
 def export_scopes(current: FileResult | None, done: list[FileResult],
@@ -28,10 +28,12 @@ def export_scopes(current: FileResult | None, done: list[FileResult],
     live: "live" -> the running (or last) session, "last" -> the finished one before it, when both exist.
     """
     scopes = {}
-    if current is not None and current.status == "done":
+    if current is not None and current.status == "done" and current.kind == "live":
+        scopes["file"] = (f"This session: {current.title}", _live_stem(current.timeline))
+    elif current is not None and current.status == "done":
         scopes["file"] = (f"This file: {Path(current.path).name}", Path(current.path).stem)
     if len(done) > 1 or (done and "file" not in scopes):
-        scopes["batch"] = (f"All {len(done)} analysed files (combined tables)", "combined")
+        scopes["batch"] = (f"All {len(done)} results in the list (combined tables)", "combined")
     if "live" in live:
         scopes["live"] = ("The live session", _live_stem(live["live"]))
     if "last" in live:

@@ -1,23 +1,23 @@
-"""The Files tab: a queue of analyses (progress, cancel) and the timeline of the chosen file.
+"""The Files tab: the list of results (analyses with progress and cancel, finished live sessions) and the
+timeline of the chosen one.
 
-GUI thread only: it shows what app.workers.AnalysisWorker reports; events come from core.events with the
-window's current event rule, so changing a threshold redraws every timeline without re-analysing.
+GUI thread only. It observes app.document.Document: rows follow fileAdded/fileChanged/fileRemoved, the events
+shown are the document's (its one event rule), and a changed rule or pin redraws the timeline without
+re-analysing. Cancel, retry and remove are intents it signals; the window decides (a live session that was
+never saved is asked about first).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from core.config import EventConfig, FeatureConfig
-from core.events import detect_events, rule_for
-from core.timeline import Event, Timeline
+from app.document import Document, FileResult
 from app.spectrogram_view import SpectrogramView
 
-__all__ = ["FileResult", "FilesView", "label_color"]
+__all__ = ["FilesView", "label_color"]
 
 MAX_STRIP_ROWS = 12
 _FILE, _LENGTH, _PROGRESS, _CANCEL = range(4)
@@ -27,36 +27,21 @@ def label_color(index: int):
     return pg.intColor(index * 7, hues=23, values=1, maxValue=255, minValue=180)
 
 
-@dataclass
-class FileResult:
-    job: int
-    path: str
-    duration_s: float
-    timeline: Timeline | None = None
-    spectrogram: np.ndarray | None = None     # (F, C) uint8 display image (app.workers.JobDone)
-    column_s: float = 0.01
-    features: FeatureConfig | None = None
-    events: list[Event] = field(default_factory=list)
-    status: str = "queued"                    # queued, running, done, failed, cancelled
-    message: str = ""
-
-
 class FilesView(QtWidgets.QSplitter):
     cancel_requested = QtCore.Signal(int)
     open_requested = QtCore.Signal()
-    retry_requested = QtCore.Signal(str)          # a finished file's path, to analyse again
-    removed = QtCore.Signal(str)                  # a file's path, no longer in the queue
+    retry_requested = QtCore.Signal(str)          # a failed file's path, to analyse again
+    remove_requested = QtCore.Signal(list)        # keys of results to take off the list
 
-    def __init__(self, parent=None):
+    def __init__(self, document: Document, parent=None):
         super().__init__(QtCore.Qt.Orientation.Horizontal, parent)
-        self.results: dict[int, FileResult] = {}
+        self.document = document
         self.current: int | None = None
-        self.pinned_ids: list[str] = []            # label ids always on the strip (the Labels panel's pins)
-        self.event_config = EventConfig()           # the window's current rule (its per-label thresholds)
         left = QtWidgets.QWidget()
         lv = QtWidgets.QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 0, 0)
-        self.hint = QtWidgets.QLabel("Drop audio files or a folder on the window, or use File ▸ Open files…")
+        self.hint = QtWidgets.QLabel("Drop audio files or a folder on the window, or use File ▸ Open files…; "
+                                     "live sessions appear here when they stop")
         self.hint.setWordWrap(True)
         lv.addWidget(self.hint)
         self.queue = QtWidgets.QTableWidget(0, 4)
@@ -78,8 +63,8 @@ class FilesView(QtWidgets.QSplitter):
                 ((0, 0, 1, 2), "Open files…", "", self.open_requested.emit),
                 ((1, 0, 1, 1), "Retry failed", "Analyse the files that failed or were cancelled again",
                  self.retry_failed),
-                ((1, 1, 1, 1), "Clear finished", "Remove the analysed, failed and cancelled files from the list",
-                 self.clear_finished)):
+                ((1, 1, 1, 1), "Clear finished", "Remove the analysed, failed and cancelled files and the "
+                 "finished live sessions from the list", self.clear_finished)):
             button = QtWidgets.QPushButton(text)
             button.setToolTip(tip)
             button.clicked.connect(slot)
@@ -114,15 +99,29 @@ class FilesView(QtWidgets.QSplitter):
         self.setStretchFactor(0, 1)
         self.setStretchFactor(1, 3)
 
-    # ---- the queue ----------------------------------------------------------------------------------
+        document.fileAdded.connect(self._added)
+        document.fileChanged.connect(self._changed)
+        document.fileRemoved.connect(self._removed)
+        document.ruleChanged.connect(self._rule_changed)
+        document.pinsChanged.connect(self._redraw_current)
 
-    def add_job(self, job: int, path: str) -> None:
-        self.results[job] = FileResult(job, path, 0.0)
+    @property
+    def results(self) -> dict[int, FileResult]:
+        """The document's results by key (the rows of this list)."""
+        return self.document.files
+
+    def done_results(self) -> list[FileResult]:
+        return self.document.done_results()
+
+    # ---- rows, following the document ---------------------------------------------------------------
+
+    def _added(self, key: int) -> None:
+        result = self.results[key]
         row = self.queue.rowCount()
         self.queue.insertRow(row)
-        item = QtWidgets.QTableWidgetItem(Path(path).name)
-        item.setToolTip(path)
-        item.setData(QtCore.Qt.ItemDataRole.UserRole, job)
+        item = QtWidgets.QTableWidgetItem(result.title or Path(result.path).name)
+        item.setToolTip(result.path)
+        item.setData(QtCore.Qt.ItemDataRole.UserRole, key)
         self.queue.setItem(row, _FILE, item)
         self.queue.setItem(row, _LENGTH, QtWidgets.QTableWidgetItem("…"))
         bar = QtWidgets.QProgressBar()
@@ -132,21 +131,80 @@ class FilesView(QtWidgets.QSplitter):
         self.queue.setCellWidget(row, _PROGRESS, bar)
         cancel = QtWidgets.QToolButton(text="✕")
         cancel.setToolTip("Cancel this analysis")
-        cancel.clicked.connect(lambda: self.cancel_or_remove(job))
+        cancel.clicked.connect(lambda: self.cancel_or_remove(key))
         self.queue.setCellWidget(row, _CANCEL, cancel)
         self.hint.hide()
         self._name_rows()
+        if result.status == "done":
+            self._changed(key)
+
+    def _changed(self, key: int) -> None:
+        row, result = self._row(key), self.results.get(key)
+        if row < 0 or result is None:
+            return
+        bar = self.queue.cellWidget(row, _PROGRESS)
+        if result.status == "running":
+            self.queue.item(row, _LENGTH).setText(_clock(result.duration_s))
+            total = result.duration_s
+            bar.setValue(int(1000 * result.done_s / total) if total > 0 else 0)
+            bar.setFormat(f"{100 * result.done_s / total:.0f} %" if total > 0 else "…")
+        elif result.status == "done":
+            self.queue.item(row, _LENGTH).setText(_clock(result.duration_s))
+            bar.setValue(1000)
+            bar.setFormat(f"{len(result.events)} events")
+            self.queue.cellWidget(row, _CANCEL).setToolTip("Remove from the list")
+            if self.current is None or self.current == key or self.results[self.current].status != "done":
+                self.queue.selectRow(row)
+                self.show_job(key)
+        elif result.status in ("failed", "cancelled"):
+            bar.setFormat(result.status)
+            bar.setToolTip(result.message)
+            self.queue.item(row, _FILE).setToolTip(f"{result.path}\n{result.message}")
+            if result.status == "failed":
+                self.queue.item(row, _LENGTH).setText("–")
+            self.queue.cellWidget(row, _CANCEL).setToolTip("Remove from the list (right-click: retry)")
+            if self.current == key:
+                self.show_job(key)
+
+    def _removed(self, key: int, path: str) -> None:
+        row = self._row(key)
+        if row >= 0:
+            self.queue.removeRow(row)
+        if self.current == key:
+            self.current = None
+            self.title.setText("")
+            self.view.set_events([])
+            self.view.spec_image.clear()
+            self.view.set_strip([], 0.0, 1.0, np.zeros((0, 0)))
+            self.events.setRowCount(0)
+        self._name_rows()
+        self.hint.setVisible(not self.results)
+
+    def _rule_changed(self) -> None:
+        for result in self.done_results():
+            row = self._row(result.job)
+            if row >= 0:
+                self.queue.cellWidget(row, _PROGRESS).setFormat(f"{len(result.events)} events")
+        self._redraw_current()
+
+    def _redraw_current(self) -> None:
+        if self.current is not None and self.results[self.current].status == "done":
+            self._draw(self.results[self.current])
+
+    # ---- intents ------------------------------------------------------------------------------------
 
     def display_name(self, job: int) -> str:
-        """The file's name in the queue: with as many parent folders as tell it from the others' files."""
+        """The row's name: a session's title, or the file name with as many parent folders as tell it from
+        the other files'."""
         row = self._row(job)
         return self.queue.item(row, _FILE).text() if row >= 0 else Path(self.results[job].path).name
 
     def _name_rows(self) -> None:
-        paths = [Path(self.results[self.queue.item(r, _FILE).data(QtCore.Qt.ItemDataRole.UserRole)].path)
-                 for r in range(self.queue.rowCount())]
-        for row, name in enumerate(_distinct_names(paths)):
-            self.queue.item(row, _FILE).setText(name)
+        keys = [self.queue.item(r, _FILE).data(QtCore.Qt.ItemDataRole.UserRole) for r in range(self.queue.rowCount())]
+        files = [k for k in keys if self.results[k].kind == "file"]
+        names = dict(zip(files, _distinct_names([Path(self.results[k].path) for k in files])))
+        for row, key in enumerate(keys):
+            self.queue.item(row, _FILE).setText(names.get(key, self.results[key].title))
 
     def cancel_or_remove(self, job: int) -> None:
         """The row's ✕: cancels a queued or running analysis, removes a finished one from the list."""
@@ -157,32 +215,15 @@ class FilesView(QtWidgets.QSplitter):
             self.remove(job)
 
     def remove(self, job: int) -> None:
-        """Take a finished file off the list (a queued or running one is cancelled first)."""
-        result = self.results.get(job)
-        if result is None:
-            return
-        if result.status in ("queued", "running"):
-            self.cancel_requested.emit(job)
-        row = self._row(job)
-        if row >= 0:
-            self.queue.removeRow(row)
-        del self.results[job]
-        if self.current == job:
-            self.current = None
-            self.title.setText("")
-            self.view.set_events([])
-            self.view.spec_image.clear()
-            self.view.set_strip([], 0.0, 1.0, np.zeros((0, 0)))
-            self.events.setRowCount(0)
-        self._name_rows()
-        self.hint.setVisible(not self.results)
-        self.removed.emit(result.path)
+        """Ask to take a result off the list (a queued or running analysis is cancelled first)."""
+        if job in self.results:
+            self.remove_requested.emit([job])
 
     def retry(self, job: int) -> None:
         """Analyse a failed or cancelled file again (it goes to the end of the queue)."""
         result = self.results.get(job)
         if result is not None and result.status in ("failed", "cancelled"):
-            self.remove(job)
+            self.remove_requested.emit([job])
             self.retry_requested.emit(result.path)
 
     def retry_failed(self) -> None:
@@ -190,8 +231,9 @@ class FilesView(QtWidgets.QSplitter):
             self.retry(job)
 
     def clear_finished(self) -> None:
-        for job in [j for j, r in self.results.items() if r.status in ("done", "failed", "cancelled")]:
-            self.remove(job)
+        finished = [j for j, r in self.results.items() if r.status in ("done", "failed", "cancelled")]
+        if finished:
+            self.remove_requested.emit(finished)
 
     def _queue_menu(self, pos: QtCore.QPoint) -> None:
         item = self.queue.itemAt(pos)
@@ -216,50 +258,12 @@ class FilesView(QtWidgets.QSplitter):
                 return row
         return -1
 
-    def set_progress(self, job: int, done_s: float, total_s: float) -> None:
-        row, result = self._row(job), self.results.get(job)
-        if row < 0 or result is None:
-            return
-        if result.status != "running":
-            result.status, result.duration_s = "running", total_s
-            self.queue.item(row, _LENGTH).setText(_clock(total_s))
-        bar = self.queue.cellWidget(row, _PROGRESS)
-        bar.setValue(int(1000 * done_s / total_s) if total_s > 0 else 0)
-        bar.setFormat(f"{100 * done_s / total_s:.0f} %" if total_s > 0 else "…")
-
-    def set_done(self, job: int, result: FileResult, event_config: EventConfig) -> None:
-        self.event_config = event_config
-        if job not in self.results:          # removed from the list while it ran
-            return
-        result.status = "done"
-        result.events = detect_events(result.timeline, rule_for(event_config, result.timeline.labels))
-        self.results[job] = result
-        row = self._row(job)
-        self.queue.item(row, _LENGTH).setText(_clock(result.duration_s))
-        bar = self.queue.cellWidget(row, _PROGRESS)
-        bar.setValue(1000)
-        bar.setFormat(f"{len(result.events)} events")
-        self.queue.cellWidget(row, _CANCEL).setToolTip("Remove from the list")
-        if self.current is None or self.results[self.current].status != "done":
+    def select(self, key: int) -> None:
+        """Choose result `key` (its row is selected and its timeline shown)."""
+        row = self._row(key)
+        if row >= 0:
             self.queue.selectRow(row)
-            self.show_job(job)
-
-    def set_failed(self, job: int, message: str, cancelled: bool) -> None:
-        result = self.results.get(job)
-        if result is None:
-            return
-        result.status, result.message = ("cancelled" if cancelled else "failed"), message
-        row = self._row(job)
-        bar = self.queue.cellWidget(row, _PROGRESS)
-        bar.setFormat("cancelled" if cancelled else "failed")
-        bar.setToolTip(message)
-        self.queue.item(row, _FILE).setToolTip(f"{result.path}\n{message}")
-        if result.status == "failed":
-            self.queue.item(row, _LENGTH).setText("–")
-        self.queue.cellWidget(row, _CANCEL).setToolTip("Remove from the list (right-click: retry)")
-
-    def done_results(self) -> list[FileResult]:
-        return [r for r in self.results.values() if r.status == "done"]
+            self.show_job(key)
 
     def _selected(self) -> None:
         rows = self.queue.selectionModel().selectedRows()
@@ -280,26 +284,6 @@ class FilesView(QtWidgets.QSplitter):
         self.view.show_file(result.features, result.spectrogram, result.column_s)
         self._draw(result)
 
-    def set_pinned(self, pinned_ids: list[str]) -> None:
-        """Label ids pinned in the Labels panel: first on every file's strip (by id, so any model's file)."""
-        if list(pinned_ids) != self.pinned_ids:
-            self.pinned_ids = list(pinned_ids)
-            if self.current is not None and self.results[self.current].status == "done":
-                self._draw(self.results[self.current])
-
-    def refresh_events(self, event_config: EventConfig, pinned_ids: list[str] | None = None) -> None:
-        """Recompute every file's events with a new rule (thresholds changed) and redraw the current one."""
-        self.event_config = event_config
-        if pinned_ids is not None:
-            self.pinned_ids = list(pinned_ids)
-        for result in self.done_results():
-            result.events = detect_events(result.timeline, rule_for(event_config, result.timeline.labels))
-            row = self._row(result.job)
-            if row >= 0:
-                self.queue.cellWidget(row, _PROGRESS).setFormat(f"{len(result.events)} events")
-        if self.current is not None and self.results[self.current].status == "done":
-            self._draw(self.results[self.current])
-
     def _draw(self, result: FileResult) -> None:
         tl, labels = result.timeline, result.timeline.labels
         self.title.setText(f"{self.display_name(result.job)}: {_clock(tl.duration_s)}, {tl.num_windows} windows, "
@@ -308,8 +292,8 @@ class FilesView(QtWidgets.QSplitter):
                               for e in result.events])
         # strip rows: pinned labels, labels with their own threshold (kept when it removes their events),
         # then labels with events by total time on, then the highest scores
-        pinned = [label.index for key in self.pinned_ids if (label := labels.find(key)) is not None]
-        own = [labels.find(str(key)).index for key, _ in rule_for(self.event_config, labels).label_thresholds]
+        pinned = [label.index for key in self.document.pinned_ids if (label := labels.find(key)) is not None]
+        own = [labels.find(str(key)).index for key, _ in self.document.rule_for(labels).label_thresholds]
         time_on: dict[int, float] = {}
         for e in result.events:
             time_on[e.label_index] = time_on.get(e.label_index, 0.0) + e.end_s - e.start_s

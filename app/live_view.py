@@ -1,22 +1,28 @@
-"""The Live tab: input picker, start/stop, level meter, scrolling spectrogram with the label strip,
-confidence bars and the events that closed.
+"""The Live tab: input picker, start/stop, the recording option, level meter, scrolling spectrogram with
+the label strip, confidence bars and the events that closed (with their wall-clock time).
 
-GUI thread only. It shows what a core.session.LiveSession puts on its queue (MainWindow drains it and calls
-`add_frames` / `add_scores` / `add_events`); it owns display state only, never the model, the stream or a
-rule: which labels have an event open comes from the session (the event rule of core.events).
+GUI thread only. It observes app.document.Document: the running session's frames, scores and closed
+events arrive as its signals (the document drains the session). It owns display state only, never the
+model, the stream or a rule: which labels have an event open comes from the session (the event rule of
+core.events, LiveSession.open_labels), and the thresholds drawn on the bars are the session's own.
 """
 from __future__ import annotations
 
 import collections
 import math
+from datetime import datetime, timedelta
 
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from core.capture import InputDevice
 from core.config import FeatureConfig
+from core.events import thresholds_for
 from core.labels import LabelSet
+from core.session import LiveFrames
+from core.tagger import TagFrame
 from core.timeline import Event
+from app.document import Document
 from app.spectrogram_view import SpectrogramView
 from app.tags_view import BarRanking, BarRow, ConfidenceBars
 
@@ -30,9 +36,12 @@ class LiveView(QtWidgets.QWidget):
     start_requested = QtCore.Signal()
     stop_requested = QtCore.Signal()
     refresh_requested = QtCore.Signal()
+    record_toggled = QtCore.Signal(bool)
+    record_folder_requested = QtCore.Signal()
 
-    def __init__(self, history_s: float = 30.0, parent=None):
+    def __init__(self, document: Document, history_s: float = 30.0, parent=None):
         super().__init__(parent)
+        self.document = document
         self.history_s = history_s
         self.devices = QtWidgets.QComboBox()
         self.devices.setMinimumWidth(200)
@@ -51,6 +60,13 @@ class LiveView(QtWidgets.QWidget):
         self.level.setFormat("%v dBFS")
         self.level.setFixedWidth(140)
         self.level.setToolTip("Input level (peak, dBFS)")
+        self.record = QtWidgets.QCheckBox("Record to FLAC")
+        self.record.setToolTip("Also save what the model hears (16 kHz mono FLAC, 24 bit) as "
+                               "ast-tagger-<date>-<time>.flac in the folder on the right")
+        self.record.toggled.connect(self.record_toggled)
+        self.record_folder = QtWidgets.QToolButton()
+        self.record_folder.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.record_folder.clicked.connect(self.record_folder_requested)
         self.state = QtWidgets.QLabel("")     # its own line under the controls: long hints wrap across the width
         self.state.setWordWrap(True)
         top = QtWidgets.QHBoxLayout()
@@ -60,15 +76,20 @@ class LiveView(QtWidgets.QWidget):
         top.addWidget(self.start)
         top.addWidget(self.level)
         top.addStretch(1)
+        recording = QtWidgets.QHBoxLayout()        # its own row: the top one stays narrow for small screens
+        recording.addWidget(self.record)
+        recording.addWidget(self.record_folder)
+        recording.addStretch(1)
 
         self.spectrogram = SpectrogramView(history_s)
         self.bars = ConfidenceBars()
-        self.events = QtWidgets.QTableWidget(0, 4)
-        self.events.setHorizontalHeaderLabels(["Start (s)", "End (s)", "Label", "Peak"])
+        self.events = QtWidgets.QTableWidget(0, 5)
+        self.events.setHorizontalHeaderLabels(["Time", "Start (s)", "End (s)", "Label", "Peak"])
+        self.events.horizontalHeaderItem(0).setToolTip("Wall-clock time the event started (this computer's clock)")
         self.events.verticalHeader().setVisible(False)
         self.events.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.events.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        self.events.horizontalHeader().setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        self.events.horizontalHeader().setSectionResizeMode(3, QtWidgets.QHeaderView.ResizeMode.Stretch)
         side = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         side.addWidget(self.bars)
         side.addWidget(self.events)
@@ -79,6 +100,7 @@ class LiveView(QtWidgets.QWidget):
         split.setStretchFactor(1, 2)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addLayout(recording)
         layout.addWidget(self.state)
         layout.addWidget(split, 1)
 
@@ -89,7 +111,50 @@ class LiveView(QtWidgets.QWidget):
         self._history: collections.OrderedDict[int, tuple[float, np.ndarray]] = collections.OrderedDict()
         self._active = np.zeros(0, dtype=bool)
         self._latest = np.zeros(0)
+        self._allowed = np.ones(0, dtype=bool)     # the Labels panel's filter, for the current model's labels
         self._window_s, self._hop_s = 1.0, 1.0
+        document.liveStarted.connect(self._session_started)
+        document.liveChanged.connect(self._state_changed)
+        document.liveFrames.connect(self._frames)
+        document.liveScores.connect(self._scores)
+        document.liveEvents.connect(self.add_events)
+        document.pinsChanged.connect(self._pins_changed)
+
+    # ---- the document -------------------------------------------------------------------------------
+
+    def _session_started(self) -> None:
+        session = self.document.live.session
+        self.begin(self.document.live.features, session.labels, session.tagger.window_s, session.tagger.hop_s,
+                   thresholds_for(session.labels, session.live.event_config))
+
+    def _state_changed(self) -> None:
+        state = self.document.live_state
+        self.set_running(state != "idle", busy=state in ("starting", "stopping"),
+                         text={"starting": "Starting…", "stopping": "Stopping…"}.get(state))
+
+    def _frames(self, item: LiveFrames) -> None:
+        self.add_frames(item.start_frame, item.frames, item.level_db)
+
+    def _scores(self, frame: TagFrame, open_labels: np.ndarray) -> None:
+        self.add_scores(frame.index, frame.start_s, frame.scores, open_labels, self._allowed, self._pinned())
+
+    def _pinned(self) -> list[int]:
+        """The document's pins as indices of this session's labels."""
+        return [label.index for key in self.document.pinned_ids if (label := self.labels.find(key)) is not None]
+
+    def _pins_changed(self) -> None:
+        self.update_rows(self._allowed, self._pinned())
+
+    def set_allowed(self, allowed: np.ndarray) -> None:
+        """The labels the bars may show (the Labels panel's filter), for the model in the panel."""
+        self._allowed = np.asarray(allowed, dtype=bool)
+        self.update_rows(self._allowed, self._pinned())
+
+    def set_recording(self, enabled: bool, folder: str) -> None:
+        """The remembered recording choice and folder (shown on the folder button)."""
+        self.record.setChecked(enabled)
+        self.record_folder.setText(f"{_short_path(folder)}…")
+        self.record_folder.setToolTip(f"Recordings go to {folder}; click to choose another folder")
 
     # ---- devices ------------------------------------------------------------------------------------
 
@@ -126,12 +191,14 @@ class LiveView(QtWidgets.QWidget):
     def _start_clicked(self) -> None:
         (self.stop_requested if self.running else self.start_requested).emit()
 
-    def set_running(self, running: bool, stopping: bool = False) -> None:
+    def set_running(self, running: bool, busy: bool = False, text: str | None = None) -> None:
+        """running: a session is starting, running or stopping; busy: it is starting or stopping (the button
+        waits, showing `text`)."""
         self.running = running
-        self.start.setText("Stopping…" if stopping else ("Stop" if running else "Start listening"))
-        self.start.setEnabled(not stopping and (running or self.choice() is not None))
-        self.devices.setEnabled(not running)
-        self.refresh.setEnabled(not running)
+        self.start.setText(text or ("Stop" if running else "Start listening"))
+        self.start.setEnabled(not busy and (running or self.choice() is not None))
+        for widget in (self.devices, self.refresh, self.record, self.record_folder):
+            widget.setEnabled(not running)
         if not running:
             self.level.setValue(int(LEVEL_FLOOR_DB))
 
@@ -176,7 +243,7 @@ class LiveView(QtWidgets.QWidget):
         """Re-rank the bars (new scores, filter or pins changed) and redraw the strip for their labels."""
         if len(self._latest) != len(self.labels):
             return
-        if len(allowed) != len(self.labels):     # the panel already shows a new model: this stream's own labels
+        if len(allowed) != len(self.labels):     # the panel shows another model: all of this stream's labels
             allowed, pinned = np.ones(len(self.labels), dtype=bool), []
         rows = self.ranking.update(self._latest, allowed, pinned)
         self.bars.set_rows([BarRow(self.labels[i].name, float(self._latest[i]), float(self.thresholds[i, 0]),
@@ -189,13 +256,18 @@ class LiveView(QtWidgets.QWidget):
             x0 = self._history[first][0] + self._window_s / 2 - self._hop_s / 2
             self.spectrogram.set_strip([self.labels[i].name for i in rows], x0, self._hop_s, matrix)
 
-    def add_events(self, events: list[Event]) -> None:
+    def add_events(self, events: list[Event], clock_start: datetime | None = None) -> None:
+        """Events that closed; clock_start (the stream's second 0 on the wall clock) gives their Time."""
         for e in events:
             row = self.events.rowCount()
             self.events.insertRow(row)
-            for c, text in enumerate((f"{e.start_s:.3f}", f"{e.end_s:.3f}", self.labels[e.label_index].name,
-                                      f"{e.peak_score:.2f}")):
-                self.events.setItem(row, c, QtWidgets.QTableWidgetItem(text))
+            when = clock_start + timedelta(seconds=e.start_s) if clock_start is not None else None
+            for c, text in enumerate((f"{when:%H:%M:%S}" if when else "", f"{e.start_s:.3f}", f"{e.end_s:.3f}",
+                                      self.labels[e.label_index].name, f"{e.peak_score:.2f}")):
+                item = QtWidgets.QTableWidgetItem(text)
+                if c == 0 and when is not None:
+                    item.setToolTip(when.isoformat(timespec="milliseconds"))
+                self.events.setItem(row, c, item)
         if events:
             self.events.scrollToBottom()
 
@@ -204,5 +276,6 @@ class LiveView(QtWidgets.QWidget):
         drew = self.spectrogram.refresh()
         return self.bars.tick() or drew
 
-    def set_thresholds(self, thresholds: np.ndarray) -> None:
-        self.thresholds = thresholds
+
+def _short_path(folder: str, limit: int = 28) -> str:
+    return folder if len(folder) <= limit else "…" + folder[-(limit - 1):]

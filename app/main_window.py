@@ -1,9 +1,12 @@
-"""The main window: model and run controls, the Live and Files tabs, the label panel, export, status.
+"""The main window: wiring. It builds the document (app.document), the views that observe it and the
+workers that feed it, and keeps what is the window's own: the dialogs, the banner, the status bar and the
+timer that drains the workers' queues.
 
-GUI thread only. Work happens in app.workers (model loading and file analysis on QThreads, live tagging
-on the tagger's thread); one ~30 Hz QTimer drains their queues, and runs only while something is going
-on, so an idle window costs no CPU. Every failure (no microphone, unreadable file, broken model file,
-full disk) is shown in words in the banner and the app keeps working with what it had.
+GUI thread only. Work happens in app.workers (model loading and file analysis on QThreads, live tagging on
+the tagger's thread, every call of a live session that can block on LiveControl's thread); one ~30 Hz QTimer
+drains their queues into the document, and runs only while something is going on, so an idle window costs
+no CPU. Every failure (no microphone, unreadable file, broken model file, full disk) is shown in words in
+the banner and the app keeps working with what it had.
 """
 from __future__ import annotations
 
@@ -11,26 +14,27 @@ import logging
 import queue
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.inputs import collect_audio, file_dialog_filter
 from core.capture import CaptureError, FilePlayback
-from core.config import EventConfig, FeatureConfig
 from core.errors import ExportExistsError, TaggerError
-from core.events import rule_for, thresholds_for
 from core.modelfile import shipped_models
-from core.session import LiveFrames, LiveSession, LiveTimeline
-from core.tagger import TagFrame, TaggerEnd, TaggerState
-from app.controls import ExportDialog, ExportRequest, LabelPanel
+from core.session import LiveSession, LiveTimeline
+from core.tagger import TaggerState
+from core.timeline import Timeline
+from app.controls import ExportDialog, ExportRequest, LabelPanel, ask_unsaved
+from app.document import Document, FileResult
 from app.exporting import export_scopes, write_export
-from app.files_view import FileResult, FilesView
+from app.files_view import FilesView
 from app.live_view import PLAY_FILE, LiveView
 from app.settings import AppSettings, default_qsettings, load_settings, save_settings
 from app.toolbar import OPEN_HF_DIR, OPEN_MODEL, RunBar
-from app.workers import (AnalysisWorker, JobDone, JobFailed, JobProgress, ModelFailed, ModelLoader, ModelReady,
-                         SystemAudio)
+from app.workers import (AnalysisWorker, JobDone, JobFailed, JobProgress, LiveControl, LiveFinished, LiveRequest,
+                         LiveStarted, LiveStartFailed, ModelFailed, ModelLoader, ModelReady, SystemAudio, pending)
 
 __all__ = ["MainWindow", "default_window_size"]
 
@@ -40,13 +44,15 @@ AUDIO_FILTER = file_dialog_filter()
 TICK_MS = 33                 # ~30 redraws per second
 BANNER_LINES = 4             # the banner shows the newest few errors whose cause is not resolved yet
 STATS_EVERY_S = 0.5
+LIVE_CLOSE_WAIT_S = 3.0      # quitting waits this long at most for the live session to close
+Button = QtWidgets.QMessageBox.StandardButton
 
 
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, qsettings: QtCore.QSettings | None = None, model_spec: str | None = None,
                  compute: str | None = None, audio=None):
         super().__init__()
-        self.setWindowTitle("AST Tagger")
+        self.setWindowTitle("AST Tagger[*]")
         self.setAcceptDrops(True)
         self.qsettings = qsettings or default_qsettings()
         self.settings: AppSettings = load_settings(self.qsettings)
@@ -55,21 +61,25 @@ class MainWindow(QtWidgets.QMainWindow):
         if compute is not None:
             self.settings.compute = compute
         self.audio = audio or SystemAudio()
+        self.document = Document(self.settings.event_config(), self.settings.pinned, self)
         self.errors: list[str] = []                 # every message shown in the banner (tests read it)
         self._banner_items: dict[str, str] = {}     # cause -> message, oldest first (show_error's key)
-        self.model: ModelReady | None = None
         self._loaders: list[ModelLoader] = []
         self._model_results: queue.Queue = queue.Queue()
         self._analysis_results: queue.Queue = queue.Queue()
+        self._live_results: queue.Queue = queue.Queue()
         self.analysis = AnalysisWorker(self._analysis_results)
-        self.session: LiveSession | None = None
-        self.live_result = None                     # (Timeline, events) of the last finished live session
+        self.live_control = LiveControl(self._live_results)
+        self._live_source: Callable | None = None   # opens the input of the newest session (a restart reuses it)
         self._restart_live = False
+        self._closed = False
         self._wanted_model = 0
         self._last_stats = 0.0
+        self._model_status = "no model loaded"
         self.redraw_ms: list[float] = []            # GUI time per tick while drawing (bench/bench_gui.py)
 
         self._build()
+        self._wire()
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(TICK_MS)
         self.timer.timeout.connect(self._tick)
@@ -79,17 +89,12 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================================= construction
 
     def _build(self) -> None:
-        bar = RunBar(self.settings, self)
+        bar = RunBar(self.settings, self.document, self)
         self.addToolBar(bar)
         self.run_bar = bar
         self.model_box, self.compute_box, self.badge = bar.model_box, bar.compute_box, bar.badge
         self.hop, self.on, self.off = bar.hop, bar.on, bar.off
         self._fill_models()
-        self.model_box.activated.connect(self._model_chosen)
-        self.compute_box.activated.connect(self._compute_chosen)
-        self.hop.editingFinished.connect(self._hop_changed)
-        self.on.valueChanged.connect(self._thresholds_changed)
-        self.off.valueChanged.connect(self._thresholds_changed)
 
         self.banner = QtWidgets.QLabel()
         self.banner.setWordWrap(True)
@@ -100,15 +105,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.banner_close.clicked.connect(self._hide_banner)
         self.banner_close.hide()
         self.tabs = QtWidgets.QTabWidget()
-        self.live_view = LiveView()
-        self.live_view.start_requested.connect(self.start_live)
-        self.live_view.stop_requested.connect(self.stop_live)
-        self.live_view.refresh_requested.connect(lambda: self.refresh_devices(refresh=True))
-        self.files_view = FilesView()
-        self.files_view.cancel_requested.connect(self.analysis.cancel)
-        self.files_view.open_requested.connect(self._open_files_dialog)
-        self.files_view.retry_requested.connect(lambda path: self.open_paths([path]))
-        self.files_view.removed.connect(lambda path: self.clear_error(f"file:{path}"))
+        self.live_view = LiveView(self.document)
+        self.files_view = FilesView(self.document)
         self.tabs.addTab(self.live_view, "Live")
         self.tabs.addTab(self.files_view, "Files")
         central = QtWidgets.QWidget()
@@ -120,9 +118,7 @@ class MainWindow(QtWidgets.QMainWindow):
         v.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
 
-        self.labels_panel = LabelPanel()
-        self.labels_panel.changed.connect(self._labels_changed)
-        self.labels_panel.invalid.connect(self.show_error)
+        self.labels_panel = LabelPanel(self.document)
         dock = QtWidgets.QDockWidget("Labels", self)
         dock.setObjectName("labels")
         dock.setWidget(self.labels_panel)
@@ -156,14 +152,65 @@ class MainWindow(QtWidgets.QMainWindow):
         if isinstance(geometry, QtCore.QByteArray):
             self.restoreGeometry(geometry)
 
+    def _wire(self) -> None:
+        """The views' intents to the window (what needs a dialog or a worker), the document's news to the
+        banner, the title and the settings."""
+        doc = self.document
+        self.model_box.activated.connect(self._model_chosen)
+        self.compute_box.activated.connect(self._compute_chosen)
+        self.hop.editingFinished.connect(self._hop_changed)
+        self.live_view.start_requested.connect(self.start_live)
+        self.live_view.stop_requested.connect(self.stop_live)
+        self.live_view.refresh_requested.connect(lambda: self.refresh_devices(refresh=True))
+        self.live_view.record_toggled.connect(self._record_toggled)
+        self.live_view.record_folder_requested.connect(self._pick_record_dir)
+        self.live_view.set_recording(self.settings.record, self._record_dir())
+        self.files_view.cancel_requested.connect(self.analysis.cancel)
+        self.files_view.open_requested.connect(self._open_files_dialog)
+        self.files_view.retry_requested.connect(lambda path: self.open_paths([path]))
+        self.files_view.remove_requested.connect(self.remove_results)
+        self.labels_panel.changed.connect(lambda: self.live_view.set_allowed(self.labels_panel.allowed()))
+        self.labels_panel.invalid.connect(self.show_error)
+        doc.fileRemoved.connect(lambda key, path: self.clear_error(f"file:{path}"))
+        doc.ruleChanged.connect(self._sync_settings)
+        doc.pinsChanged.connect(self._sync_settings)
+        doc.errorRaised.connect(lambda key, text: self.show_error(text, key=key))
+        doc.errorCleared.connect(self.clear_error)
+        doc.dirtyChanged.connect(self.setWindowModified)
+
+    def _sync_settings(self) -> None:
+        doc = self.document
+        self.settings.on_threshold, self.settings.off_threshold = doc.on_threshold, doc.off_threshold
+        self.settings.label_thresholds = dict(doc.label_thresholds)
+        self.settings.pinned = list(doc.pinned_ids)
+
     def _fill_models(self) -> None:
         self.run_bar.fill_models(self.settings.recent_models,
                                  self.model.spec if self.model else self.settings.model_spec)
 
     @property
+    def model(self) -> ModelReady | None:
+        return self.document.model
+
+    @property
+    def session(self) -> LiveSession | None:
+        """The running live session (None when not listening; starting does not count yet)."""
+        return self.document.live.session if self.document.live is not None else None
+
+    @property
     def live(self) -> LiveTimeline | None:
         """The running session's event timeline (None when not listening)."""
         return self.session.live if self.session is not None else None
+
+    @property
+    def live_result(self) -> tuple[Timeline, list] | None:
+        """(timeline, events) of the newest finished live session in the list, events by the current rule."""
+        sessions = self.document.live_results()
+        return (sessions[-1].timeline, sessions[-1].events) if sessions else None
+
+    def _event_config(self):
+        """The event rule (the document's: global on/off and per-label thresholds)."""
+        return self.document.event_config()
 
     # ======================================================================================= errors
 
@@ -229,50 +276,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.load_model(self.model.spec if self.model else self.settings.model_spec)
 
     def _model_ready(self, ready: ModelReady) -> None:
-        self.model = ready
+        self.document.set_model(ready)            # the label panel and the badge follow
         self.clear_error("model")
         loaded = ready.loaded
         self.settings.model_spec = ready.spec
         if ready.spec and ready.spec not in shipped_models() and ready.spec not in self.settings.recent_models:
             self.settings.recent_models = [ready.spec, *self.settings.recent_models][:8]
         self._fill_models()
-        self.run_bar.set_badge(ready.device)
         self._model_status = (f"model {loaded.name}: {len(loaded.labels)} labels, window "
                               f"{loaded.features.window_s:.2f} s, loaded in {ready.load_s:.1f} s")
         self.status_model.setText(self._model_status)
-        self.labels_panel.set_labels(loaded.labels, self.settings.pinned, self.settings.label_thresholds)
-        self._thresholds_changed()
         self.analysis.set_model(loaded, ready.device, self.hop.value())
-        if self.session is not None:
-            self._restart_after_stop()
-
-    def _event_config(self):
-        """The event rule of the controls (global on/off, this model's per-label thresholds)."""
-        on, off = self.on.value(), self.off.value()
-        return EventConfig(on_threshold=on, off_threshold=min(off, on),
-                           label_thresholds=tuple(self.labels_panel.thresholds().items()))
-
-    def _thresholds_changed(self) -> None:
-        if self.off.value() > self.on.value():
-            self.off.setValue(self.on.value())       # keeps 0 <= off <= on
-        self.settings.on_threshold, self.settings.off_threshold = self.on.value(), self.off.value()
-        self.labels_panel.set_global_threshold(self.on.value())
-        self.settings.label_thresholds = self.labels_panel.thresholds()
-        config = self._event_config()
-        labels = self.session.labels if self.session is not None else (self.model.loaded.labels if self.model else None)
-        if labels is not None:         # a running session keeps its model's labels until it restarts
-            self.live_view.set_thresholds(thresholds_for(labels, rule_for(config, labels)))
-        self.files_view.refresh_events(config, self.labels_panel.pinned_ids())
-
-    def _labels_changed(self) -> None:
-        self.settings.pinned = self.labels_panel.pinned_ids()
-        if self.model is None:
-            return
-        self.files_view.set_pinned(self.settings.pinned)
-        new = self.labels_panel.thresholds()
-        if new != self.settings.label_thresholds:
-            self._thresholds_changed()
-        self.live_view.update_rows(self.labels_panel.allowed(), self.labels_panel.pinned())
+        self._restart_after_stop()
 
     def _hop_changed(self) -> None:
         if abs(self.hop.value() - self.settings.hop_s) < 1e-9:
@@ -281,14 +296,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.hop_s = self.hop.value()
         if self.model is not None:
             self.analysis.set_model(self.model.loaded, self.model.device, self.settings.hop_s)
-        if self.session is not None:
-            self._restart_after_stop()
+        self._restart_after_stop()
 
     # ========================================================================================= live
 
     def refresh_devices(self, refresh: bool = True) -> None:
         try:
-            devices = self.audio.list_devices(refresh=refresh and self.session is None)
+            devices = self.audio.list_devices(refresh=refresh and self.document.live_state == "idle")
             message = "" if devices else ("No audio input found: connect a microphone (or start the sound "
                                           "server) and press ⟳, or choose 'A file, played as live input…' "
                                           "in the Input list. Files can still be analysed.")
@@ -298,6 +312,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_input.setText(f"input: {devices[0].name}" if devices else "no input device")
 
     def start_live(self) -> None:
+        """Start listening to the chosen input (asking first when earlier sessions were never saved)."""
+        if self.document.live_state != "idle":
+            return
         if self.model is None:
             self.show_error("no model is loaded yet; wait for it (or pick one) and press Start again")
             return
@@ -306,87 +323,104 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_error("no audio input device to listen to; connect one and press ⟳, or choose "
                             "'A file, played as live input…'")
             return
+        answer = self._settle_unsaved("starting a new session")
+        if answer == "cancel":
+            return
+        if answer == "discard":
+            for key, _ in self.document.unsaved():
+                self.document.remove(key)
         if choice == PLAY_FILE:
             path, _ = QtWidgets.QFileDialog.getOpenFileName(
                 self, "Play a file as live input", self.settings.export_dir, AUDIO_FILTER)
             if not path:
                 return
+            self._live_source = lambda: FilePlayback(path)          # read on the control thread
+        else:
+            self.settings.input_device = choice.name
+            self._live_source = lambda: self.audio.open(choice)
+        self._start_session()
+
+    def _start_session(self) -> None:
+        """Open the newest input on LiveControl's thread with the current model, hop and rule."""
         loaded = self.model.loaded
-        try:
-            config = self._event_config()
-            source = FilePlayback(path) if choice == PLAY_FILE else self.audio.open(choice)
-            device = source.device
-            session = LiveSession(loaded, self.model.device, source, self.hop.value(), config, display=True)
-            session.start()
-        except (TaggerError, ValueError) as e:
-            self.show_error(f"could not start listening: {e}", key="live")
-            return
-        self.session = session
-        self.clear_error("live")
-        if choice != PLAY_FILE:
-            self.settings.input_device = device.name
-        self.live_view.begin(loaded.features, loaded.labels, session.tagger.window_s, session.tagger.hop_s,
-                             thresholds_for(loaded.labels, config))
-        self.live_view.set_running(True)
-        self.status_input.setText(f"input: {device.name}, {source.rate_hz} Hz"
-                                  + ("" if source.rate_hz == 16000 else " → 16000 Hz"))
+        record_dir = Path(self._record_dir()) if self.settings.record else None
+        self.live_control.start(LiveRequest(self._live_source, loaded, self.model.device, self.hop.value(),
+                                            self.document.rule_for(loaded.labels), record_dir))
+        self.document.start_requested()
         self._wake()
 
     def stop_live(self) -> None:
-        """End the stream: the tagger scores the tail, then TaggerEnd arrives and the session closes."""
-        if self.session is not None:
-            self.session.stop()
-            self.live_view.set_running(True, stopping=True)
+        """End the stream (on LiveControl's thread); the tagger scores the tail, then the session is finished."""
+        session = self.document.stop_requested()
+        if session is not None:
+            self.live_control.stop(session)
 
     def _restart_after_stop(self) -> None:
-        self._restart_live = True
-        self.stop_live()
+        """A model or hop change while listening: end this stream and start one on the new setting."""
+        if self.document.live_state in ("running", "stopping"):
+            self._restart_live = True
+            self.stop_live()
 
     def _drain_live(self) -> None:
-        session = self.session
-        session.check()          # a lost device ends the stream here; the tagger then puts TaggerEnd
-        allowed, pinned = self.labels_panel.allowed(), self.labels_panel.pinned()
-        for item in _pending(session.results):
-            if isinstance(item, LiveFrames):
-                self.live_view.add_frames(item.start_frame, item.frames, item.level_db)
-            elif isinstance(item, TagFrame):
-                self.live_view.add_events(session.add(item))
-                self.live_view.add_scores(item.index, item.start_s, item.scores, session.open_labels(), allowed, pinned)
-            elif isinstance(item, TaggerEnd):
-                self._live_ended(item)
-                return
+        for item in pending(self._live_results):
+            if isinstance(item, LiveStarted):
+                self._live_started(item.session)
+            elif isinstance(item, LiveStartFailed):
+                self.document.start_failed(item.message)
+            elif isinstance(item, LiveFinished):
+                self._live_finished(item)
+        if self.document.live is None:
+            return
+        end = self.document.poll_live()
+        if end is not None:
+            self.live_control.finish(self.document.live.session, end)
         now = time.monotonic()
         if now - self._last_stats > STATS_EVERY_S:
             self._last_stats = now
             self._show_stats()
 
+    def _live_started(self, session: LiveSession) -> None:
+        self.document.begin_live(session)
+        source = session.source
+        self.status_input.setText(f"input: {source.device.name}, {source.rate_hz} Hz"
+                                  + ("" if source.rate_hz == 16000 else " → 16000 Hz")
+                                  + (f", recording to {session.recorder.path.name}" if session.recorder else ""))
+
     def _show_stats(self) -> None:
-        if self.session is None:
+        if self.document.live is None:
             return
-        stats = self.session.stats()
-        if self.session.tagger.state == TaggerState.WARMING_UP:
-            self.live_view.set_warmup(self.session.tagger.warmup_progress)
+        session = self.document.live.session
+        stats = session.stats()
+        if session.tagger.state == TaggerState.WARMING_UP:
+            self.live_view.set_warmup(session.tagger.warmup_progress)
         if stats.inference_s:
             inference = 1000 * float(np.median(stats.inference_s[-10:]))
             lag = f", lag {1000 * float(np.median(stats.lags_s[-10:])):.0f} ms" if stats.lags_s else ""
             self.status_speed.setText(f"inference {inference:.1f} ms/window{lag}")
-        self.status_health.setText(f"overflows {self.session.source.input_overflows}, skipped "
+        self.status_health.setText(f"overflows {session.source.input_overflows}, skipped "
                                    f"{stats.windows_skipped}, lost {stats.windows_lost}")
 
-    def _live_ended(self, end: TaggerEnd) -> None:
+    def _live_finished(self, finished: LiveFinished) -> None:
         self._show_stats()
-        result = self.session.finish(end)
-        self.live_view.add_events(result.unreported)
-        self.live_result = (result.timeline, result.events)
-        self.session = None
-        self.live_view.set_running(False)
-        if end.error:
-            self.show_error(f"listening stopped: {end.error}. What was heard before is kept; "
-                            "File ▸ Export… writes it.", key="live")
-        if self._restart_live and not end.error:
-            self._restart_live = False
-            self.start_live()
-        self._restart_live = False
+        self.document.end_live(finished.result)
+        restart, self._restart_live = self._restart_live, False
+        if restart and not finished.result.error and self.model is not None:
+            self._start_session()
+
+    def _record_dir(self) -> str:
+        if self.settings.record_dir:
+            return self.settings.record_dir
+        music = QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.StandardLocation.MusicLocation)
+        return music or str(Path.home())
+
+    def _record_toggled(self, enabled: bool) -> None:
+        self.settings.record = enabled
+
+    def _pick_record_dir(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Record live sessions to", self._record_dir())
+        if folder:
+            self.settings.record_dir = folder
+            self.live_view.set_recording(True, folder)
 
     # ======================================================================================== files
 
@@ -398,12 +432,23 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_error(f"no audio files found in {', '.join(str(p) for p in paths)}")
         for path, _ in found:       # the worker reads each file (even its header): never the GUI thread
             job = self.analysis.submit(path)
-            self.files_view.add_job(job, str(path))
+            self.document.add_job(job, str(path))
             jobs.append(job)
         if jobs:
             self.tabs.setCurrentWidget(self.files_view)
             self._wake()
         return jobs
+
+    def remove_results(self, keys: list[int]) -> None:
+        """Take results off the list (cancelling analyses that have not finished), asking first about live
+        sessions that were never saved."""
+        if self._settle_unsaved("removing them from the list", keys) == "cancel":
+            return
+        for key in keys:
+            result = self.document.files.get(key)
+            if result is not None and result.status in ("queued", "running"):
+                self.analysis.cancel(key)
+            self.document.remove(key)
 
     def _open_files_dialog(self) -> None:
         paths, _ = QtWidgets.QFileDialog.getOpenFileNames(
@@ -417,62 +462,67 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_paths([folder])
 
     def _drain_analysis(self) -> None:
-        for item in _pending(self._analysis_results):
+        for item in pending(self._analysis_results):
             if isinstance(item, JobProgress):
-                self.files_view.set_progress(item.job, item.done_s, item.total_s)
+                self.document.set_progress(item.job, item.done_s, item.total_s)
             elif isinstance(item, JobDone):
                 tl = item.timeline
-                result = FileResult(item.job, item.path, tl.duration_s, tl, item.spectrogram,
-                                    item.frames_per_column * 0.01, self._features_of(tl), status="done")
-                self.files_view.set_done(item.job, result, self._event_config())
+                self.document.set_done(item.job, tl, item.spectrogram, item.frames_per_column * 0.01)
                 self.clear_error(f"file:{item.path}")
                 self.statusBar().showMessage(f"{Path(item.path).name}: {tl.duration_s:.1f} s analysed in "
                                              f"{item.seconds:.1f} s", 8000)
             elif isinstance(item, JobFailed):
-                self.files_view.set_failed(item.job, item.message, item.cancelled)
-                if not item.cancelled and item.job in self.files_view.results:
+                self.document.set_failed(item.job, item.message, item.cancelled)
+                if not item.cancelled and item.job in self.document.files:
                     self.show_error(f"{self.files_view.display_name(item.job)}: {item.message}",
                                     key=f"file:{item.path}")
-
-    def _features_of(self, timeline):
-        model = self.model.loaded if self.model else None
-        if model is not None and model.name == timeline.model_name:
-            return model.features
-        return FeatureConfig(num_frames=round(timeline.window_s * 100))
 
     # ======================================================================================= export
 
     def _current_file(self) -> FileResult | None:
-        return self.files_view.results.get(self.files_view.current) if self.files_view.current else None
+        return self.document.files.get(self.files_view.current) if self.files_view.current is not None else None
 
-    def _live_timelines(self) -> dict[str, object]:
-        """'live': the running session (a snapshot) or else the last finished one; 'last': the last
-        finished session while another runs (e.g. before a model change restarted the stream)."""
-        last = self.live_result[0] if self.live_result is not None else None
-        if self.session is not None:
-            running = self.session.timeline()
-            return {"live": running, **({"last": last} if last is not None else {})}
-        return {"live": last} if last is not None else {}
+    def _live_scopes(self) -> dict[str, tuple[int | None, Timeline]]:
+        """'live': the running session (a snapshot, key None) or else the newest finished one; 'last': the
+        newest finished session while another runs (e.g. before a model change restarted the stream)."""
+        sessions = self.document.live_results()
+        last = (sessions[-1].job, sessions[-1].timeline) if sessions else None
+        if self.document.live is not None:
+            return {"live": (None, self.document.live_timeline()), **({"last": last} if last else {})}
+        return {"live": last} if last else {}
 
     def export_scopes(self) -> dict[str, tuple[str, str]]:
-        return export_scopes(self._current_file(), self.files_view.done_results(), self._live_timelines())
+        live = {scope: timeline for scope, (_, timeline) in self._live_scopes().items()}
+        return export_scopes(self._current_file(), self.document.done_results(), live)
 
     def export(self, request: ExportRequest, overwrite: bool = False) -> list[Path]:
-        """Write the request (see app.exporting.write_export)."""
-        return write_export(request, self._event_config(), self._current_file(), self.files_view.done_results(),
-                            self._live_timelines().get(request.scope), overwrite)
+        """Write the request (see app.exporting.write_export) and note which live results it saved."""
+        current, done = self._current_file(), self.document.done_results()
+        key, live = self._live_scopes().get(request.scope, (None, None))
+        written = write_export(request, self._event_config(), current, done, live, overwrite)
+        if request.scope == "file" and current is not None:
+            self.document.mark_exported(current.job, current.timeline)
+        elif request.scope == "batch":
+            for result in done:
+                self.document.mark_exported(result.job, result.timeline)
+        elif live is not None:
+            self.document.mark_exported(key, live)
+        return written
 
-    def export_dialog(self) -> None:
+    def export_dialog(self, scope: str | None = None) -> bool:
+        """Ask what to export and where, then export; scope preselects what. True when files were written."""
         scopes = self.export_scopes()
         if not scopes:
             self.show_error("nothing to export yet: analyse a file or listen first")
-            return
+            return False
         dialog = ExportDialog(scopes, self.settings.export_formats, self.settings.export_dir, self)
-        if self.tabs.currentWidget() is self.live_view and "live" in scopes:
-            dialog.scope.setCurrentIndex(dialog.scope.findData("live"))
+        if scope is None and self.tabs.currentWidget() is self.live_view and "live" in scopes:
+            scope = "live"
+        if scope in scopes:
+            dialog.scope.setCurrentIndex(dialog.scope.findData(scope))
         if dialog.exec() != QtWidgets.QDialog.DialogCode.Accepted:
-            return
-        self.run_export(dialog.request())
+            return False
+        return bool(self.run_export(dialog.request()))
 
     def run_export(self, request: ExportRequest) -> list[Path]:
         """Export, asking before anything is overwritten; errors go to the banner. Returns what was written."""
@@ -495,6 +545,24 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"wrote {len(written)} files to {request.out_dir}", 10000)
         return written
 
+    def _settle_unsaved(self, action: str, keys: list[int] | None = None) -> str:
+        """Before `action` loses live sessions that were neither exported nor recorded (of `keys`; None: all,
+        the running one too), ask "Export…, Discard, Cancel" until none is left: -> "proceed" (nothing
+        unsaved, or all exported now), "discard" or "cancel" (also when an export dialog is cancelled)."""
+        while unsaved := [(k, text) for k, text in self.document.unsaved() if keys is None or k in keys]:
+            answer = ask_unsaved(self, [text for _, text in unsaved], action)
+            if answer == Button.Discard:
+                return "discard"
+            if answer != Button.Save:
+                return "cancel"
+            key = unsaved[0][0]
+            if key is not None:
+                self.tabs.setCurrentWidget(self.files_view)
+                self.files_view.select(key)
+            if not self.export_dialog("live" if key is None else "file"):
+                return "cancel"
+        return "proceed"
+
     # ================================================================================== event loop
 
     def _wake(self) -> None:
@@ -503,7 +571,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _tick(self) -> None:
         t0 = time.perf_counter()
-        for item in _pending(self._model_results):
+        for item in pending(self._model_results):
             if getattr(item, "request", None) != self._wanted_model:
                 log.info("ignoring an older model request (%s)", getattr(item, "spec", "?"))
             elif isinstance(item, ModelReady):
@@ -515,17 +583,17 @@ class MainWindow(QtWidgets.QMainWindow):
                 if self.model is None:               # files queued for it fail with its reason
                     self.analysis.set_model_error(f"could not load model {item.spec or 'default'}: "
                                                   f"{item.message}")
-                self.status_model.setText(self._model_status if self.model else "no model loaded")
+                self.status_model.setText(self._model_status)
                 self._fill_models()
         self._loaders = [w for w in self._loaders if not w.isFinished()]
         self._drain_analysis()
-        if self.session is not None:
-            self._drain_live()
+        self._drain_live()
         drew = self.live_view.tick()
         if drew:
             self.redraw_ms.append(1000 * (time.perf_counter() - t0))
-        if (self.session is None and not self.analysis.busy and not self._loaders
-                and self._analysis_results.empty() and self._model_results.empty()):
+        if (self.document.live_state == "idle" and not self.live_control.busy and not self.analysis.busy
+                and not self._loaders and self._analysis_results.empty() and self._model_results.empty()
+                and self._live_results.empty()):
             self.timer.stop()                      # idle: no CPU until something starts
 
     # ================================================================================ drag and drop
@@ -543,14 +611,26 @@ class MainWindow(QtWidgets.QMainWindow):
     # ======================================================================================== close
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
-        self.timer.stop()
-        if self.session is not None:
-            self.session.close()
-            self.session = None
+        """Quit: ask about unsaved live results, then close the session on LiveControl's thread, waiting
+        LIVE_CLOSE_WAIT_S at most (a sound server that hangs PortAudio does not hang the quit)."""
+        if self._closed:
+            event.accept()
+            return
+        self.timer.stop()                          # nothing new arrives while the question is open
+        if self._settle_unsaved("quitting") == "cancel":
+            event.ignore()
+            self._wake()
+            return
+        self._closed = True
+        self.document.forget_live()                # LiveControl closes it (the running one too)
+        if not self.live_control.shutdown(LIVE_CLOSE_WAIT_S):
+            log.warning("the live session did not close within %.0f s (the audio device does not answer); "
+                        "quitting without it", LIVE_CLOSE_WAIT_S)
         self.analysis.shutdown()
         for loader in self._loaders:
             loader.wait(30000)
         self.settings.hop_s = self.hop.value()
+        self._sync_settings()
         self.qsettings.setValue("geometry", self.saveGeometry())
         save_settings(self.qsettings, self.settings)
         super().closeEvent(event)
@@ -561,11 +641,3 @@ def default_window_size(available: QtCore.QRect) -> QtCore.QSize:
     the title bar and frame, so a 1366x768 laptop shows the whole window."""
     return QtCore.QSize(min(1280, available.width() - 16), min(800, available.height() - 48))
 
-
-def _pending(results: queue.Queue):
-    """Everything a worker has put on its queue so far, without waiting."""
-    while True:
-        try:
-            yield results.get_nowait()
-        except queue.Empty:
-            return

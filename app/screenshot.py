@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     window.files_view.view.spec_plot.setXRange(0, 21, padding=0)
     wait(lambda: False, 0.3)
     window.grab().save(str(out / "screenshot-files.png"))
+    for key, _ in window.document.unsaved():    # a demo's session: nothing to keep
+        window.document.remove(key)
     window.close()
     print(f"wrote {out / 'screenshot-live.png'} and {out / 'screenshot-files.png'}")
     return 0

@@ -29,6 +29,8 @@ class AppSettings:
     export_formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
     export_dir: str = ""
     recent_models: list[str] = field(default_factory=list)
+    record: bool = False                 # live sessions are also recorded, as FLAC in record_dir
+    record_dir: str = ""                 # "" = the user's Music folder (or home)
 
     def event_config(self) -> EventConfig:
         return EventConfig(on_threshold=self.on_threshold, off_threshold=self.off_threshold,

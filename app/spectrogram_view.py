@@ -18,7 +18,7 @@ from PySide6 import QtCore, QtGui
 from core.config import FeatureConfig
 from core.features import LOW_FREQ_HZ
 
-__all__ = ["SpectrogramView", "mel_ticks", "spectrogram_levels", "quantize"]
+__all__ = ["SpectrogramView", "SessionImage", "mel_ticks", "spectrogram_levels", "quantize"]
 
 AXIS_WIDTH_PX = 150          # both left axes get this width, so the two plots share their x pixels
 STRIP_AXIS_PX = 48           # the strip's time axis and its label, below its rows
@@ -51,6 +51,55 @@ def quantize(frames: np.ndarray, levels: tuple[float, float]) -> np.ndarray:
     lo, hi = levels
     scaled = (np.asarray(frames, dtype=np.float32).T - lo) * (255.0 / (hi - lo))
     return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+class SessionImage:
+    """A whole live session's spectrogram, for browsing it after Stop, in bounded memory.
+
+    Column c holds the max of quantized frames [c x frames_per_column, (c + 1) x frames_per_column), by
+    absolute frame index, so lost audio stays dark and chunking does not matter. When a frame would land
+    past 2 x max_columns, neighbouring columns are max-pooled in pairs and frames_per_column doubles: an hour
+    is 12.8 MB of frames but at most 2 x max_columns x F bytes here (1.5 MB for 6000 columns of 128 bins).
+    """
+
+    def __init__(self, features: FeatureConfig, max_columns: int):
+        self.levels = spectrogram_levels(features)
+        self.frame_s = features.frame_shift_s
+        self.max_columns = max_columns
+        self.frames_per_column = 1
+        self._image = np.zeros((features.num_mel_bins, 1024), dtype=np.uint8)    # (F, capacity)
+        self._end_frame = 0                  # one past the newest frame seen
+
+    def add(self, start_frame: int, frames: np.ndarray) -> None:
+        """(N, F) raw log-mel frames whose first is absolute frame `start_frame`."""
+        if not len(frames):
+            return
+        self._end_frame = max(self._end_frame, start_frame + len(frames))
+        while (self._end_frame - 1) // self.frames_per_column >= 2 * self.max_columns:
+            self._pool()
+        columns = (start_frame + np.arange(len(frames))) // self.frames_per_column
+        if columns[-1] >= self._image.shape[1]:
+            grown = np.zeros((self._image.shape[0], max(2 * self._image.shape[1], columns[-1] + 1)), np.uint8)
+            grown[:, :self._image.shape[1]] = self._image
+            self._image = grown
+        unique, first = np.unique(columns, return_index=True)
+        pooled = np.maximum.reduceat(quantize(frames, self.levels), first, axis=1)     # (F, U)
+        self._image[:, unique] = np.maximum(self._image[:, unique], pooled)
+
+    def _pool(self) -> None:
+        width = -(-self._image.shape[1] // 2) * 2
+        image = np.zeros((self._image.shape[0], width), np.uint8)
+        image[:, :self._image.shape[1]] = self._image
+        self._image = np.maximum(image[:, 0::2], image[:, 1::2])
+        self.frames_per_column *= 2
+
+    @property
+    def column_s(self) -> float:
+        return self.frames_per_column * self.frame_s
+
+    def image(self) -> np.ndarray:
+        """(F, C) uint8 columns from frame 0 to the newest frame (a copy)."""
+        return self._image[:, :-(-self._end_frame // self.frames_per_column)].copy()
 
 
 class SpectrogramView(pg.GraphicsLayoutWidget):

@@ -1,6 +1,8 @@
 """The toolbar of run controls: model picker, CPU/GPU choice with its badge, hop, on/off thresholds.
 
-GUI thread only. It holds widgets; MainWindow connects them to what they change.
+GUI thread only. The thresholds are the document's event rule: the boxes send it their finished values and
+show what it keeps (off at most on); the badge shows where the document's model runs. The model picker
+and the hop are MainWindow's to act on (loading a model, restarting a stream).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import torch
 from PySide6 import QtCore, QtWidgets
 
 from core.modelfile import DEFAULT_MODEL_NAME, shipped_models
+from app.document import Document
 from app.settings import AppSettings
 
 __all__ = ["RunBar", "OPEN_MODEL", "OPEN_HF_DIR"]
@@ -18,8 +21,9 @@ OPEN_MODEL, OPEN_HF_DIR = "\x00file", "\x00dir"     # model_box entries that ope
 
 
 class RunBar(QtWidgets.QToolBar):
-    def __init__(self, settings: AppSettings, parent=None):
+    def __init__(self, settings: AppSettings, document: Document, parent=None):
         super().__init__("Controls", parent)
+        self.document = document
         self.setObjectName("controls")
         self.setMovable(False)
         self.model_box = QtWidgets.QComboBox()
@@ -43,8 +47,8 @@ class RunBar(QtWidgets.QToolBar):
         self.off = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
         for box in (self.on, self.off):   # valueChanged on finished values only: typing "0.80" passes through
             box.setKeyboardTracking(False)  # 0, which would clamp off to 0 (MainWindow keeps off <= on)
-        self.on.setValue(settings.on_threshold)
-        self.off.setValue(settings.off_threshold)
+        self.on.setValue(document.on_threshold)
+        self.off.setValue(document.off_threshold)
         self.on.setToolTip("An event opens when a label's smoothed score reaches this")
         self.off.setToolTip("... and stays open until it falls below this (hysteresis)")
         for text, widget in ((" Model: ", self.model_box), ("  Run on: ", self.compute_box), (None, self.badge),
@@ -52,6 +56,14 @@ class RunBar(QtWidgets.QToolBar):
             if text:
                 self.addWidget(QtWidgets.QLabel(text))
             self.addWidget(widget)
+        for box in (self.on, self.off):
+            box.valueChanged.connect(lambda _: document.set_thresholds(self.on.value(), self.off.value()))
+        document.ruleChanged.connect(self._rule_changed)
+        document.modelChanged.connect(lambda: self.set_badge(document.model.device))
+
+    def _rule_changed(self) -> None:
+        self.on.setValue(self.document.on_threshold)
+        self.off.setValue(self.document.off_threshold)     # e.g. taken down to a lower on
 
     def fill_models(self, recent: list[str], current: str) -> None:
         """Shipped models, recently used files and directories, then the two 'Open…' entries."""

@@ -2,9 +2,11 @@
 
 Threads: `ModelLoader` and `AnalysisWorker` are QThreads; a live session is core.session.LiveSession (the
 one `listen` drives too: a source whose audio thread writes its ring, and a StreamingTagger on its own
-thread); `SystemAudio` and `FileAudio` are the sources the window can open. None of them touches a widget:
-each puts small immutable messages (frozen dataclasses, array copies) on its own `queue.Queue`, which the
-GUI thread drains on its ~30 Hz timer (MainWindow). The GUI thread never runs the model or a decoder.
+thread), and `LiveControl`'s thread makes every call of it that can block (open, start, stop, finish);
+`SystemAudio` and `FileAudio` are the sources the window can open. None of them touches a widget: each
+puts small immutable messages (frozen dataclasses, array copies) on its own `queue.Queue`, which the GUI
+thread drains on its ~30 Hz timer (MainWindow). The GUI thread never runs the model or a decoder, and never
+waits on PortAudio, the disk or another thread.
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,15 +29,18 @@ from PySide6.QtCore import QThread
 from core.analyze import AnalysisCancelled, Analyzer
 from core.audio_io import probe
 from core.capture import Capture, FilePlayback, InputDevice, list_input_devices, refresh_devices
+from core.config import EventConfig
 from core.errors import TaggerError
 from core.modelfile import LoadedModel, load_model
 from core.scorer import Scorer
-from core.session import AudioSource
+from core.session import AudioSource, LiveResult, LiveSession, new_recording
+from core.tagger import TaggerEnd
 from core.timeline import Timeline
 from app.spectrogram_view import quantize, spectrogram_levels
 
-__all__ = ["ModelReady", "ModelFailed", "ModelLoader", "SystemAudio", "FileAudio", "JobProgress", "JobDone",
-           "JobFailed", "AnalysisWorker", "set_cpu_threads", "MAX_DISPLAY_COLUMNS"]
+__all__ = ["ModelReady", "ModelFailed", "ModelLoader", "SystemAudio", "FileAudio", "LiveRequest", "LiveStarted",
+           "LiveStartFailed", "LiveFinished", "LiveControl", "JobProgress", "JobDone", "JobFailed", "AnalysisWorker",
+           "set_cpu_threads", "pending", "MAX_DISPLAY_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,15 @@ def set_cpu_threads() -> int:
     n = max(1, min(4, (os.cpu_count() or 2) - 1))   # more threads do not help batch-1 windows
     torch.set_num_threads(n)
     return n
+
+
+def pending(results: queue.Queue):
+    """Everything a worker has put on its queue so far, without waiting (the GUI thread's drain)."""
+    while True:
+        try:
+            yield results.get_nowait()
+        except queue.Empty:
+            return
 
 
 def _message(e: BaseException) -> str:
@@ -126,6 +142,134 @@ class FileAudio:
         source = FilePlayback(self.path, **self.playback)
         self.opened.append(source)
         return source
+
+
+@dataclass(frozen=True)
+class LiveRequest:
+    """What a new live session needs. `open_source` runs on the control thread: it opens a device or reads a
+    whole file, either of which can take a while."""
+
+    open_source: Callable[[], AudioSource]
+    loaded: LoadedModel
+    device: torch.device
+    hop_s: float
+    event_config: EventConfig          # the session's rule, already narrowed to this model's labels
+    record_dir: Path | None = None     # also record what the model hears, as a FLAC in this folder
+
+
+@dataclass(frozen=True)
+class LiveStarted:
+    request: int
+    session: LiveSession     # handed to the GUI thread, which drains its queue from now on
+
+
+@dataclass(frozen=True)
+class LiveStartFailed:
+    request: int
+    message: str
+
+
+@dataclass(frozen=True)
+class LiveFinished:
+    session: LiveSession     # closed: its tagger joined, its recording complete
+    result: LiveResult
+
+
+class LiveControl:
+    """The one thread that makes the live session's calls that can block: opening the source, starting it,
+    stopping it (PortAudio stop/close, which hung the window when the sound server died), finishing it
+    (joining the tagger, closing the recording). Commands run in order, so a restart starts after the old
+    session finished. Outcomes go to `results` (LiveStarted/LiveStartFailed, LiveFinished).
+
+    A session belongs to one thread at a time: the GUI thread drains it (LiveSession.add) between LiveStarted
+    and the TaggerEnd it hands to finish(); stop() only ends the source, which the GUI then no longer polls.
+    """
+
+    _requests = itertools.count(1)
+
+    def __init__(self, results: queue.Queue):
+        self.results = results
+        self._commands: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._open: set[LiveSession] = set()       # control thread: started and not finished yet
+        self._thread: threading.Thread | None = None
+
+    # GUI thread
+    def start(self, request: LiveRequest) -> int:
+        """Open and start a session; LiveStarted or LiveStartFailed with the returned number follows."""
+        number = next(self._requests)
+        self._submit(lambda: self._start(number, request))
+        return number
+
+    def stop(self, session: LiveSession) -> None:
+        """End the session's stream: its tagger scores the tail and puts TaggerEnd on the session's queue."""
+        self._submit(session.stop)
+
+    def finish(self, session: LiveSession, end: TaggerEnd) -> None:
+        """After its TaggerEnd: close the session; LiveFinished follows."""
+        self._submit(lambda: self._finish(session, end))
+
+    @property
+    def busy(self) -> bool:
+        """Commands not finished yet (the GUI keeps draining `results` until they are)."""
+        with self._lock:
+            return self._in_flight > 0
+
+    def shutdown(self, timeout_s: float) -> bool:
+        """Close every session still open (no tail), after the commands before; wait at most timeout_s.
+        False: the thread is still stuck (e.g. in a PortAudio call); it is a daemon and dies with the app."""
+        if self._thread is None:
+            return True
+        self._commands.put(None)
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def _submit(self, command: Callable[[], None]) -> None:
+        with self._lock:
+            self._in_flight += 1
+        self._commands.put(command)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="live-control", daemon=True)
+            self._thread.start()
+
+    # control thread
+    def _run(self) -> None:
+        while (command := self._commands.get()) is not None:
+            try:
+                command()
+            except Exception:  # noqa: BLE001 - a bug here must not end the thread that closes sessions
+                log.exception("a live-session command failed")
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+        for session in list(self._open):
+            session.close()
+
+    def _start(self, number: int, request: LiveRequest) -> None:
+        session, recorder = None, None
+        try:
+            source = request.open_source()
+            if request.record_dir is not None:
+                recorder = new_recording(request.record_dir, datetime.now())
+            session = LiveSession(request.loaded, request.device, source, request.hop_s, request.event_config,
+                                  recorder, display=True)
+            session.start()
+        except Exception as e:  # noqa: BLE001 - CaptureError, AudioError, OSError: said in the window
+            if session is not None:
+                session.close()
+            if recorder is not None:
+                recorder.close()
+                recorder.path.unlink(missing_ok=True)      # nothing was recorded
+            self.results.put(LiveStartFailed(number, _message(e)))
+            return
+        self._open.add(session)
+        self.results.put(LiveStarted(number, session))
+
+    def _finish(self, session: LiveSession, end: TaggerEnd) -> None:
+        result = session.finish(end)
+        self._open.discard(session)
+        self.results.put(LiveFinished(session, result))
 
 
 # --------------------------------------------------------------------------------------- file analysis

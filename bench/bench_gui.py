@@ -108,6 +108,8 @@ def run(warmup_s: float, seconds: float, naive: bool) -> dict:
     while window.session is not None:
         app.processEvents()
         time.sleep(0.01)
+    for key, _ in window.document.unsaved():    # a demo's session: nothing to keep
+        window.document.remove(key)
     window.close()
     QtWidgets.QApplication.processEvents()
     t = np.array(ticks)

@@ -3,6 +3,7 @@ in real time (and through the virtual microphone), files dropped on it, export, 
 and that closing stops every thread."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import threading
 from pathlib import Path
@@ -17,7 +18,7 @@ from core.features import num_frames_for
 from app.workers import FileAudio
 from tests.app.conftest import NoAudio
 
-WORKER_THREADS = ("tagger", "decode", "playback")
+WORKER_THREADS = ("tagger", "decode", "playback", "live-control")
 SCENE_LABELS = {"Crowing, cock-a-doodle-doo", "Church bell", "Knock"}
 
 
@@ -37,8 +38,43 @@ def open_window(qtbot, qsettings, audio, **kwargs) -> MainWindow:
     return window
 
 
+@contextlib.contextmanager
+def answering(*answers):
+    """Answer the window's next modal dialogs in order, by clicking as a user would: a QMessageBox button
+    (a StandardButton), or a function given any other dialog (e.g. an ExportDialog to fill in and accept).
+    Yields the texts of the message boxes asked."""
+    answers, asked = list(answers), []
+
+    def answer() -> None:
+        dialog = QtWidgets.QApplication.activeModalWidget()
+        if dialog is None or not answers or not dialog.isVisible():
+            return
+        if isinstance(dialog, QtWidgets.QMessageBox):
+            asked.append(dialog.text())
+            dialog.button(answers.pop(0)).click()
+        elif callable(answers[0]):
+            answers.pop(0)(dialog)
+    timer = QtCore.QTimer()
+    timer.timeout.connect(answer)
+    timer.start(20)
+    try:
+        yield asked
+    finally:
+        timer.stop()
+
+
+def start(qtbot, window: MainWindow) -> None:
+    """Start listening and wait until the session runs (it opens on LiveControl's thread)."""
+    window.start_live()
+    qtbot.waitUntil(lambda: window.session is not None or window.document.live_state == "idle", timeout=20_000)
+    assert window.session is not None, window.errors
+
+
 def close(window: MainWindow) -> None:
-    window.close()
+    """Quit the window; a question about unsaved live sessions is answered Discard."""
+    with answering(QtWidgets.QMessageBox.StandardButton.Discard):
+        window.close()
+    assert window.isHidden()
     assert not window.analysis.isRunning()
     assert all(loader.isFinished() for loader in window._loaders)
     assert window.session is None
@@ -105,7 +141,8 @@ def test_a_live_source_drives_the_spectrogram_bars_strip_and_events(qtbot, qsett
     view = window.live_view
     assert view.device() is not None
     view.start.click()
-    assert window.session is not None and view.start.text() == "Stop"
+    qtbot.waitUntil(lambda: window.session is not None, timeout=20_000)     # opened on LiveControl's thread
+    assert view.start.text() == "Stop"
     qtbot.waitUntil(lambda: view.level.value() > -30, timeout=20_000)    # the meter follows real audio
     qtbot.waitUntil(lambda: view.spectrogram.live_end_s > 3.0, timeout=20_000)
     qtbot.waitUntil(lambda: len(view.bars.rows) > 0, timeout=20_000)
@@ -131,7 +168,7 @@ def test_a_live_source_drives_the_spectrogram_bars_strip_and_events(qtbot, qsett
 
 def test_a_vanishing_device_is_reported_and_what_was_heard_is_kept(qtbot, qsettings, scene):
     window = open_window(qtbot, qsettings, FileAudio(scene, speed=4.0, fail_after_s=8.0))
-    window.start_live()
+    start(qtbot, window)
     qtbot.waitUntil(lambda: window.session is None, timeout=30_000)
     assert "listening stopped" in window.errors[-1] and "unplugged" in window.errors[-1]
     assert window.banner.isVisible()
@@ -143,7 +180,7 @@ def test_a_vanishing_device_is_reported_and_what_was_heard_is_kept(qtbot, qsetti
 
 def test_closing_while_listening_stops_every_thread(qtbot, qsettings, scene):
     window = open_window(qtbot, qsettings, FileAudio(scene, speed=1.0))
-    window.start_live()
+    start(qtbot, window)
     qtbot.waitUntil(lambda: window.live_view.spectrogram.live_end_s > 1.0, timeout=10_000)
     close(window)                                           # the autouse fixture checks the threads
 
@@ -153,8 +190,7 @@ def test_live_through_the_virtual_microphone(qtbot, qsettings, virtual_mic, scen
     window = open_window(qtbot, qsettings, None)
     window.refresh_devices(refresh=True)
     assert window.live_view.device() is not None, window.live_view.state.text()
-    window.start_live()
-    assert window.session is not None, window.errors
+    start(qtbot, window)
     player = threading.Thread(target=vmic, args=("play", str(scene)))
     player.start()
     seen: set[str] = set()
@@ -322,7 +358,7 @@ def test_settings_labels_and_thresholds_are_remembered(qtbot, qsettings):
 def test_switching_the_model_while_listening_restarts_the_stream_on_the_new_model(qtbot, qsettings, scene,
                                                                                  tiny_hf_dir):
     window = open_window(qtbot, qsettings, FileAudio(scene, speed=2.0))
-    window.start_live()
+    start(qtbot, window)
     first = window.session
     qtbot.waitUntil(lambda: window.live_view.spectrogram.live_end_s > 1.0, timeout=10_000)
     window.load_model(str(tiny_hf_dir))
@@ -350,7 +386,8 @@ def test_a_file_can_be_played_as_live_input_without_a_sound_card(qtbot, qsetting
     combo.setCurrentIndex(combo.count() - 1)                 # "A file, played as live input…"
     assert window.live_view.start.isEnabled()
     window.live_view.start.click()
-    assert window.session is not None and "rooster.wav" in window.status_input.text()
+    qtbot.waitUntil(lambda: window.session is not None, timeout=20_000)     # opened on LiveControl's thread
+    assert "rooster.wav" in window.status_input.text()
     qtbot.waitUntil(lambda: window.session is None, timeout=30_000)     # real time: the file ends, so does the session
     timeline, events = window.live_result
     assert timeline.duration_s == pytest.approx(7.0, abs=0.01)
@@ -373,8 +410,7 @@ def test_the_virtual_microphone_vanishing_is_reported_and_the_window_recovers(qt
     from tests.conftest import vmic
     window = open_window(qtbot, qsettings, None)
     window.refresh_devices(refresh=True)
-    window.start_live()
-    assert window.session is not None, window.errors
+    start(qtbot, window)
     try:
         qtbot.waitUntil(lambda: window.live_view.spectrogram.live_end_s > 1.5, timeout=20_000)
         assert vmic("stop").returncode == 0                   # the sound server goes away mid-stream

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.session import Recorder, RecordingError, new_recording
+from core.session import Recorder, new_recording
 
 ROOT = Path(__file__).resolve().parents[2]
 
