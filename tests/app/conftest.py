@@ -29,3 +29,26 @@ class NoAudio:
 
     def open(self, device: InputDevice):
         raise AssertionError("nothing to open")
+
+
+@pytest.fixture(autouse=True)
+def unanswered_questions():
+    """A window left open by a failed test asks about its unsaved live session when pytest-qt closes it;
+    a modal question nobody answers within 5 s is answered Discard here (so the run goes on) and fails."""
+    import time
+    from PySide6 import QtCore, QtWidgets
+    seen: dict[int, float] = {}
+    left: list[str] = []
+
+    def look() -> None:
+        box = QtWidgets.QApplication.activeModalWidget()
+        if isinstance(box, QtWidgets.QMessageBox) and box.isVisible():
+            if time.monotonic() - seen.setdefault(id(box), time.monotonic()) > 5.0:
+                left.append(box.text())
+                box.button(QtWidgets.QMessageBox.StandardButton.Discard).click()
+    timer = QtCore.QTimer()
+    timer.timeout.connect(look)
+    timer.start(200)
+    yield
+    timer.stop()
+    assert not left, f"a question was left unanswered: {left}"
