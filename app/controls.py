@@ -97,7 +97,8 @@ class LabelPanel(QtWidgets.QWidget):
         self._send()
 
     def _send(self) -> None:
-        """The pins and thresholds of this model's labels go to the document (those of labels it lacks go)."""
+        """Send the pins and per-label thresholds to the document: this model's, so those of labels it lacks
+        are dropped (nothing before a model is loaded, so saved ones survive until then)."""
         if len(self.labels):
             self.document.set_pinned_ids(self.pinned_ids())
             self.document.set_label_thresholds(self.thresholds())

@@ -327,7 +327,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if answer == "cancel":
             return
         if answer == "discard":
-            for key, _ in self.document.unsaved():
+            for key, _ in self.document.unsaved():    # finished sessions only: none runs now
                 self.document.remove(key)
         if choice == PLAY_FILE:
             path, _ = QtWidgets.QFileDialog.getOpenFileName(
@@ -420,7 +420,7 @@ class MainWindow(QtWidgets.QMainWindow):
         folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Record live sessions to", self._record_dir())
         if folder:
             self.settings.record_dir = folder
-            self.live_view.set_recording(True, folder)
+            self.live_view.set_recording(self.settings.record, folder)
 
     # ======================================================================================== files
 

@@ -46,7 +46,7 @@ class RunBar(QtWidgets.QToolBar):
         self.on = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
         self.off = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
         for box in (self.on, self.off):   # valueChanged on finished values only: typing "0.80" passes through
-            box.setKeyboardTracking(False)  # 0, which would clamp off to 0 (MainWindow keeps off <= on)
+            box.setKeyboardTracking(False)  # 0, which would clamp off to 0 (the document keeps off <= on)
         self.on.setValue(document.on_threshold)
         self.off.setValue(document.off_threshold)
         self.on.setToolTip("An event opens when a label's smoothed score reaches this")
