@@ -293,3 +293,31 @@ def test_a_live_session_drives_a_source_into_events_and_provenance(energy_model,
     assert set(closed) | set(result.unreported) == set(result.events) and len(closed) > 0
     assert "/t/sound" in opened
     assert sf.info(tmp_path / "heard.wav").duration == 8.0            # the recorder got every sample, and is closed
+
+
+def test_a_recording_that_fails_is_said_once_and_the_session_goes_on(energy_model, scene, tmp_path, monkeypatch,
+                                                                     capsys):
+    """A full disk 2 s into `listen --record`: one error line, and every window of the stream is still tagged."""
+    import argparse
+
+    from core.capture import FilePlayback
+    from core.listen import _drive
+    from core.session import LiveSession, Recorder
+    real_write = sf.SoundFile.write
+    written = [0]
+
+    def write(self, data):
+        if written[0] >= 2 * 16000:
+            raise sf.LibsndfileError(2, "Error writing: ")      # what libsndfile raises on a full disk
+        written[0] += len(data)
+        return real_write(self, data)
+    monkeypatch.setattr(sf.SoundFile, "write", write)
+    recorder = Recorder(tmp_path / "heard.wav")
+    session = LiveSession(load_model(energy_model), "cpu", FilePlayback(scene, speed=8.0), HOP, recorder=recorder)
+    session.start()
+    result = session.finish(_drive(argparse.Namespace(duration=None), session))
+    err = capsys.readouterr().err.splitlines()
+    failures = [line for line in err if "heard.wav stopped after" in line]
+    assert len(failures) == 1 and failures[0].startswith("error: recording to ")
+    assert result.error is None and result.timeline.duration_s == 8.0       # tagging went on to the end
+    assert recorder.error is not None and 2 * 16000 <= recorder.num_samples < 8 * 16000
