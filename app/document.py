@@ -324,7 +324,7 @@ class Document(QtCore.QObject):
         return found
 
     def _update_dirty(self) -> None:
-        dirty = bool(self.unsaved())
+        dirty = any(r.unsaved for r in self.live_results()) or (self.live is not None and self.live.unsaved)
         if dirty != self._dirty:
             self._dirty = dirty
             self.dirtyChanged.emit(dirty)

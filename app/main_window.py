@@ -356,8 +356,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.live_control.stop(session)
 
     def _restart_after_stop(self) -> None:
-        """A model or hop change while listening: end this stream and start one on the new setting."""
-        if self.document.live_state in ("running", "stopping"):
+        """A model or hop change while listening: end this stream and start one on the new setting (not when
+        the stream is already ending: Stop was pressed, or the device went away)."""
+        if self.document.live_state == "running":
             self._restart_live = True
             self.stop_live()
 

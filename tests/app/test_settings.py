@@ -8,7 +8,7 @@ def test_settings_round_trip(qsettings):
     settings = AppSettings(model_spec="/models/ast", compute="cpu", hop_s=0.5, on_threshold=0.6,
                            off_threshold=0.4, label_thresholds={"/m/0bt9lr": 0.7}, pinned=["/m/09x0r"],
                            input_device="USB mic", export_formats=["tags", "raven"], export_dir="/tmp/x",
-                           recent_models=["/models/ast"])
+                           recent_models=["/models/ast"], record=True, record_dir="/home/me/recordings")
     save_settings(qsettings, settings)
     assert load_settings(qsettings) == settings
 
