@@ -3,6 +3,7 @@ kept whole after Stop and listed as a result, recorded to FLAC, a full disk mid-
 before unsaved results are lost, and a source whose stop() hangs (issue 12, defects 3 and 7)."""
 from __future__ import annotations
 
+import csv
 import re
 import threading
 import time
@@ -85,6 +86,9 @@ def test_a_long_session_is_kept_whole_after_stop_and_listed_like_a_file(qtbot, q
     assert title == f"This session: {entry.title}" and stem == f"live-{clock:%Y%m%d-%H%M%S}"
     written = window.run_export(ExportRequest("file", ("tags",), tmp_path, stem))
     assert [p.name for p in written] == [f"{stem}.tags.csv"]
+    (combined,) = window.run_export(ExportRequest("batch", ("tags",), tmp_path / "all", "combined"))
+    rows = list(csv.DictReader(open(combined, encoding="utf-8")))
+    assert len(rows) == len(entry.events) and {r["File"] for r in rows} == {"live:playback of long.wav"}
     assert not doc.unsaved() and not window.isWindowModified()
     with answering(Button.Cancel) as asked:
         window.close()                                               # exported: nothing to ask
