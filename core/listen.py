@@ -19,7 +19,8 @@ from core.events import thresholds_for
 from core.labels import LabelSet
 from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, count_above_zero, event_config_from,
                           parse_formats, seconds_above_zero)
-from core.session import LiveSession, LiveTimeline, Recorder, RecordingStopped  # noqa: F401 - LiveTimeline: its former home
+from core.session import LiveTimeline  # noqa: F401 - its former home
+from core.session import LiveSession, Recorder, RecordingStopped
 from core.timeline import Event
 from core.windows import check_live_hop
 

@@ -130,7 +130,8 @@ def test_the_live_bars_take_their_colour_from_the_sessions_event_rule(qtbot, rea
     clock = session.source.clock_start()
     entry = doc.end_live(session.finish(end))                 # what LiveControl hands back
     assert doc.live is None and doc.live_state == "idle" and live.start.text() == "Start listening"
-    assert entry.kind == "live" and entry.title.startswith(f"Live {clock:%H:%M}–") and "playback of scene.wav" in entry.title
+    assert entry.kind == "live" and entry.title.startswith(f"Live {clock:%H:%M}–")
+    assert entry.title.endswith(", playback of scene.wav")
     assert files.display_name(entry.job) == entry.title and files.current == entry.job
     dog_event = entry.events[0]
     assert texts(live.events, 0) == [f"{clock + timedelta(seconds=dog_event.start_s):%H:%M:%S}"]   # wall clock
