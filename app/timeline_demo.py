@@ -14,12 +14,16 @@ import argparse
 import sys
 
 import numpy as np
+from PySide6 import QtCore, QtWidgets
 
 from core.config import EventConfig, FeatureConfig
 from core.events import detect_events
 from core.labels import ESC50_CSV, LabelSet
 from core.timeline import Event, Timeline
 from core.windows import ends_s, starts_s
+from app import make_application
+from app.events_table import EventsTable
+from app.timeline_view import TimelinePanel
 
 __all__ = ["demo_file", "main"]
 
@@ -79,11 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         parser.error(f"--size must be WIDTHxHEIGHT, e.g. 1366x768, got {args.size!r}")
-
-    from PySide6 import QtCore, QtWidgets
-    from app import make_application
-    from app.events_table import EventsTable
-    from app.timeline_view import TimelinePanel
 
     app = make_application()
     features, image, column_s, timeline, events = demo_file(args.seed)

@@ -95,13 +95,15 @@ def main() -> int:
         text = time_steps(lambda a, b: view.spec_plot.setXRange(a, b, padding=0), view.viewport().repaint,
                           args.steps, duration)
         view.close()
-        for kind, times, count in (("lanes", lanes, items), ("text over spectrogram", text, len(view._event_items))):
+        runs = (("lanes", lanes, items), ("text over spectrogram", text, len(view._event_items)))
+        for kind, times, count in runs:
             rows.append({"file": name, "events": len(chosen), "view": kind, "items": count,
                          "p50_ms": round(float(np.percentile(times, 50)), 2),
                          "p95_ms": round(float(np.percentile(times, 95)), 2),
                          "max_ms": round(float(np.max(times)), 2)})
+            row = rows[-1]
             print(f"{name:>10} ({len(chosen):4d} events)  {kind:<22} items {count:5d}  "
-                  f"p50 {rows[-1]['p50_ms']:7.2f} ms  p95 {rows[-1]['p95_ms']:7.2f} ms  max {rows[-1]['max_ms']:7.2f} ms")
+                  f"p50 {row['p50_ms']:7.2f} ms  p95 {row['p95_ms']:7.2f} ms  max {row['max_ms']:7.2f} ms")
     result = {"bench": "timeline", "date": datetime.date.today().isoformat(), "machine": platform.processor()
               or platform.machine(), "cpus": os.cpu_count(), "size": args.size, "steps": args.steps,
               "platform": os.environ.get("QT_QPA_PLATFORM"), "rows": rows}

@@ -146,9 +146,10 @@ def test_clicking_a_box_emits_its_event_and_empty_time_its_seconds(qtbot, panel,
     panel.show_range(0, 600)
     px = panel.lane_plot.getViewBox().viewPixelSize()[0]                 # seconds per pixel
     lane = panel.lanes[2]
-    order = np.argsort(lane.starts_s)
-    alone = [int(lane.events[k]) for j, k in enumerate(order[1:-1], 1)     # boxes 10 px clear of the others
-             if lane.starts_s[order[j + 1]] - lane.ends_s[k] > 10 * px and lane.starts_s[k] - lane.ends_s[order[j - 1]] > 10 * px]
+    starts, ends = lane.starts_s, lane.ends_s                            # a lane's events do not overlap
+    order = np.argsort(starts)
+    alone = [int(lane.events[k]) for j, k in enumerate(order[1:-1], 1)    # boxes 10 px clear of the others
+             if starts[order[j + 1]] - ends[k] > 10 * px and starts[k] - ends[order[j - 1]] > 10 * px]
     target = alone[len(alone) // 2]
     e = events[target]
     with qtbot.waitSignal(panel.eventActivated, timeout=1000) as hit:
