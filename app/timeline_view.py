@@ -25,7 +25,7 @@ __all__ = ["TimelinePanel", "ClockAxis", "LaneAxis"]
 LANE_PX = 20                # preferred height of a lane; names need about a line of text
 MIN_LANE_PX = 15
 OVERVIEW_PX = 96            # thumbnail + density row + time axis
-DENSITY_ROWS = 1.0          # overview y: the density row fills [0, 1], the thumbnail [1.2, 4]
+DENSITY_TOP = 1.0           # overview y: the event density fills [0, 1], the thumbnail THUMB_Y
 THUMB_Y = (1.2, 4.0)
 CLICK_PX = 4                # a click this close to a box hits it (short events are a pixel or two wide)
 CLOCK_STEPS_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
@@ -114,7 +114,7 @@ class TimelinePanel(QtWidgets.QWidget):
         self.detail_plot.setMinimumHeight(90)
         self.lane_plot.getViewBox().invertY(True)                  # the lane with the most time on top
         self.overview_plot.setYRange(0, THUMB_Y[1], padding=0)
-        self.overview_plot.getAxis("left").setTicks([[(DENSITY_ROWS / 2, "events"),
+        self.overview_plot.getAxis("left").setTicks([[(DENSITY_TOP / 2, "events"),
                                                       (sum(THUMB_Y) / 2, "whole file")], []])
 
         self.overview_image = pg.ImageItem(axisOrder="row-major")
@@ -159,6 +159,7 @@ class TimelinePanel(QtWidgets.QWidget):
         self.region.sigRegionChangeFinished.connect(lambda: self._range_changed(None, self.visible_range()))
         self.detail_plot.getViewBox().sigXRangeChanged.connect(self._range_changed)
         self.graphics.scene().sigMouseClicked.connect(self._clicked)
+        self.graphics.scene().sigMouseMoved.connect(self._hovered)
         self.clear()
 
     # ---- content ------------------------------------------------------------------------------------
@@ -235,7 +236,11 @@ class TimelinePanel(QtWidgets.QWidget):
         odd = np.arange(1, len(self.lanes), 2)
         self.lane_shading.setOpts(x0=np.zeros(len(odd)), x1=np.full(len(odd), self._duration_s), y0=odd,
                                   height=np.ones(len(odd)))
-        self.lane_axis.set_lanes([lane.name for lane in self.lanes], [lane.colour for lane in self.lanes])
+        if self.lanes or self._timeline is None:
+            self.lane_axis.set_lanes([lane.name for lane in self.lanes], [lane.colour for lane in self.lanes])
+        else:
+            self.lane_axis.set_lanes([f"no events ≥ {self._min_peak:.2f}" if self._min_peak > 0 else "no events"],
+                                     [QtGui.QColor("#BBBBBB")])
         rows = max(1, len(self.lanes))
         self.lane_plot.setYRange(0, rows, padding=0)
         axis_px = self.lane_plot.getAxis("bottom").height()
@@ -245,7 +250,7 @@ class TimelinePanel(QtWidgets.QWidget):
         bins = int(min(1000, max(1, self._duration_s / 0.5)))
         counts = event_density(visible, self._duration_s, bins)
         self.density.setData(np.linspace(0, self._duration_s, bins + 1),
-                             0.95 * DENSITY_ROWS * counts / max(1, counts.max(initial=0)),
+                             0.95 * DENSITY_TOP * counts / max(1, counts.max(initial=0)),
                              stepMode="center", fillLevel=0)
         self.select_event(self._selected, reveal=False)
 
@@ -342,8 +347,8 @@ class TimelinePanel(QtWidgets.QWidget):
         return int(row.events[best])
 
     def _clicked(self, event) -> None:
-        if event.button() != QtCore.Qt.MouseButton.LeftButton or self._timeline is None:
-            return
+        if event.button() != QtCore.Qt.MouseButton.LeftButton or event.double() or self._timeline is None:
+            return                                     # a double click's second click would act twice
         pos = event.scenePos()
         plot = next((p for p in (self.overview_plot, self.detail_plot, self.lane_plot)
                      if p.getViewBox().sceneBoundingRect().contains(pos)), None)
@@ -356,10 +361,27 @@ class TimelinePanel(QtWidgets.QWidget):
             a, b = self.visible_range()
             self.show_range(t - (b - a) / 2, t + (b - a) / 2)
             return
-        if plot is self.lane_plot and point.y() >= 0:
-            hit = self.event_at(point.x(), int(point.y()), CLICK_PX * view.viewPixelSize()[0])
-            if hit is not None:
-                self.select_event(hit, reveal=False)
-                self.eventActivated.emit(hit)
-                return
-        self.timeClicked.emit(t)
+        hit = self._box_at(pos) if plot is self.lane_plot else None
+        if hit is None:
+            self.timeClicked.emit(t)
+            return
+        self.select_event(hit, reveal=False)
+        self.eventActivated.emit(hit)
+
+    def _box_at(self, scene_pos: QtCore.QPointF) -> int | None:
+        """The event whose box is at a scene point of the lanes (with CLICK_PX of slack), or None."""
+        view = self.lane_plot.getViewBox()
+        if self._timeline is None or not view.sceneBoundingRect().contains(scene_pos):
+            return None
+        point = view.mapSceneToView(scene_pos)
+        return self.event_at(point.x(), math.floor(point.y()), CLICK_PX * view.viewPixelSize()[0])
+
+    def _hovered(self, scene_pos: QtCore.QPointF) -> None:
+        """The box under the mouse says what it is (label, times, peak) in the tooltip."""
+        hit = self._box_at(scene_pos)
+        text = ""
+        if hit is not None:
+            e = self._events[hit]
+            text = (f"{self._timeline.labels[e.label_index].name}\n{format_clock(e.start_s)} – "
+                    f"{format_clock(e.end_s)} ({e.end_s - e.start_s:.1f} s)\npeak {e.peak_score:.2f}")
+        self.graphics.viewport().setToolTip(text)

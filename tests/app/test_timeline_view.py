@@ -169,6 +169,28 @@ def test_clicking_a_box_emits_its_event_and_empty_time_its_seconds(qtbot, panel,
     assert at.args[0] == pytest.approx(123.0, abs=2 * px)
 
 
+def test_hovering_a_box_names_it_and_a_double_click_acts_once(qtbot, panel, long_file):
+    _, _, _, timeline, events = long_file
+    lane = panel.lanes[0]
+    widest = int(np.argmax(lane.ends_s - lane.starts_s))
+    e = events[int(lane.events[widest])]
+    qtbot.mouseMove(panel.graphics.viewport(), pixel_of(panel, panel.lane_plot, (e.start_s + e.end_s) / 2, 0.6))
+    qtbot.waitUntil(lambda: panel.graphics.viewport().toolTip() != "", timeout=1000)
+    tip = panel.graphics.viewport().toolTip()
+    assert tip.startswith(timeline.labels[e.label_index].name) and f"peak {e.peak_score:.2f}" in tip
+    qtbot.wait(50)                                   # QTest drops a second move sent in the same instant
+    qtbot.mouseMove(panel.graphics.viewport(), pixel_of(panel, panel.detail_plot, 10.0, 60.0))
+    qtbot.waitUntil(lambda: panel.graphics.viewport().toolTip() == "", timeout=1000)
+    seen = []
+    panel.timeClicked.connect(seen.append)
+    at, left = pixel_of(panel, panel.detail_plot, 200.0, 60.0), QtCore.Qt.MouseButton.LeftButton
+    viewport = panel.graphics.viewport()
+    qtbot.mouseClick(viewport, left, pos=at)
+    qtbot.mouseDClick(viewport, left, pos=at)          # what a double click sends after the first click
+    qtbot.mouseRelease(viewport, left, pos=at)
+    assert len(seen) == 1
+
+
 def test_selecting_an_event_off_screen_pans_to_it_and_keeps_the_zoom(panel, long_file):
     _, _, _, _, events = long_file
     late = max(range(len(events)), key=lambda i: events[i].start_s)
@@ -242,6 +264,17 @@ def test_bad_input_is_refused_in_one_line_and_the_shown_file_stays(panel, long_f
     with pytest.raises(ValueError, match="label index 99"):
         panel.set_file(features, image, column_s, timeline, [dataclasses.replace(events[0], label_index=99)])
     assert [lane.label_index for lane in panel.lanes] == before and panel.events == events
+
+
+def test_a_file_without_events_says_so(qtbot, long_file):
+    features, image, column_s, timeline, events = long_file
+    panel = TimelinePanel()
+    qtbot.addWidget(panel)
+    panel.set_file(features, image, column_s, timeline, [])
+    assert panel.lanes == [] and panel.lane_axis.texts == ["no events"]
+    panel.set_file(features, image, column_s, timeline, events)
+    panel.set_min_peak(1.01)
+    assert panel.lanes == [] and panel.lane_axis.texts == ["no events ≥ 1.01"]
 
 
 def test_clear_empties_the_panel(panel):
