@@ -95,6 +95,29 @@ class TimelinePanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
+        self._make_plots()
+        self._make_items()
+        self.lane_items: list[pg.BarGraphItem] = []     # one per lane, holding all of its boxes
+        self.lanes: list[Lane] = []
+        self._lane_of: dict[int, int] = {}               # event index -> lane
+        self._timeline: Timeline | None = None
+        self._events: list[Event] = []
+        self._colours: dict[int, QtGui.QColor] = {}
+        self._duration_s = 1.0
+        self._min_peak = 0.0
+        self._selected: int | None = None
+        self._playhead_s: float | None = None
+        self._syncing = False
+        self.region.sigRegionChanged.connect(self._region_moved)
+        self.region.sigRegionChangeFinished.connect(lambda: self._range_changed(None, self.visible_range()))
+        self.detail_plot.getViewBox().sigXRangeChanged.connect(self._range_changed)
+        self.graphics.scene().sigMouseClicked.connect(self._clicked)
+        self.graphics.scene().sigMouseMoved.connect(self._hovered)
+        self.clear()
+
+    def _make_plots(self) -> None:
+        """Overview (fixed height), detail (takes the rest) and lanes (a line of text each), one above the
+        other with left axes of one width, so that one second is at the same x in the detail and the lanes."""
         self.overview_plot = self.graphics.addPlot(row=0, col=0, axisItems={"bottom": ClockAxis()})
         self.detail_plot = self.graphics.addPlot(row=1, col=0)
         self.lane_axis = LaneAxis()
@@ -117,6 +140,8 @@ class TimelinePanel(QtWidgets.QWidget):
         self.overview_plot.getAxis("left").setTicks([[(DENSITY_TOP / 2, "events"),
                                                       (sum(THUMB_Y) / 2, "whole file")], []])
 
+    def _make_items(self) -> None:
+        """The items drawn whatever the file: images, density, region, selection, lane shading, playheads."""
         self.overview_image = pg.ImageItem(axisOrder="row-major")
         self.density = pg.PlotCurveItem(pen=pg.mkPen("#D0D0D0"), brush=pg.mkBrush(208, 208, 208, 120))
         self.region = pg.LinearRegionItem((0.0, 1.0), brush=pg.mkBrush(255, 255, 255, 45),
@@ -132,8 +157,6 @@ class TimelinePanel(QtWidgets.QWidget):
         self.selected_box = QtWidgets.QGraphicsRectItem()
         self.selected_box.setPen(pen)
         self.selected_box.setZValue(5)
-        self.playheads = [pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#FFFFFF", width=2))
-                          for _ in range(3)]
         for image in (self.overview_image, self.detail_image):
             image.setColorMap(SPEC_CMAP)
         for plot, items in ((self.overview_plot, (self.overview_image, self.density, self.region)),
@@ -141,33 +164,19 @@ class TimelinePanel(QtWidgets.QWidget):
                             (self.lane_plot, (self.lane_shading, self.selected_box))):
             for item in items:
                 plot.addItem(item)
-        for plot, line in zip((self.overview_plot, self.detail_plot, self.lane_plot), self.playheads):
-            line.setZValue(20)
-            plot.addItem(line, ignoreBounds=True)
-        self.lane_items: list[pg.BarGraphItem] = []     # one per lane, holding all of its boxes
-        self.lanes: list[Lane] = []
-        self._lane_of: dict[int, int] = {}               # event index -> lane
-        self._timeline: Timeline | None = None
-        self._events: list[Event] = []
-        self._colours: dict[int, QtGui.QColor] = {}
-        self._duration_s = 1.0
-        self._min_peak = 0.0
-        self._selected: int | None = None
-        self._playhead_s: float | None = None
-        self._syncing = False
-        self.region.sigRegionChanged.connect(self._region_moved)
-        self.region.sigRegionChangeFinished.connect(lambda: self._range_changed(None, self.visible_range()))
-        self.detail_plot.getViewBox().sigXRangeChanged.connect(self._range_changed)
-        self.graphics.scene().sigMouseClicked.connect(self._clicked)
-        self.graphics.scene().sigMouseMoved.connect(self._hovered)
-        self.clear()
+        self.playheads = []
+        for plot in (self.overview_plot, self.detail_plot, self.lane_plot):
+            self.playheads.append(pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#FFFFFF", width=2)))
+            self.playheads[-1].setZValue(20)
+            plot.addItem(self.playheads[-1], ignoreBounds=True)
 
     # ---- content ------------------------------------------------------------------------------------
 
     def set_file(self, features: FeatureConfig, spectrogram: np.ndarray, column_s: float, timeline: Timeline,
                  events: Sequence[Event]) -> None:
         """Show one analysed file: its (F, C) uint8 display image of column_s-second columns
-        (app.workers.JobDone), its timeline (duration, labels) and its events; the detail shows it all."""
+        (app.workers.JobDone), its timeline (duration, labels) and its events; the detail shows it all.
+        Bad input raises ValueError and leaves the file shown before; the peak filter is kept."""
         image = np.asarray(spectrogram)
         F = features.num_mel_bins
         if image.ndim != 2 or image.dtype != np.uint8 or image.shape[0] != F:
@@ -182,16 +191,7 @@ class TimelinePanel(QtWidgets.QWidget):
         self._timeline, self._events = timeline, list(events)
         self._colours = event_colours(self._events, timeline)
         self._duration_s = max(float(timeline.duration_s), column_s * image.shape[1], 1e-3)
-        if image.shape[1] == 0:
-            image = np.zeros((F, 1), dtype=np.uint8)
-        width_s = column_s * image.shape[1]
-        self.detail_image.setImage(image, levels=(0, 255), autoLevels=False)
-        self.detail_image.setRect(QtCore.QRectF(0, 0, width_s, F))
-        self.detail_plot.getAxis("left").setTicks([spaced(mel_ticks(features), 0.08 * F), []])
-        self.detail_plot.setYRange(0, F, padding=0)
-        self.overview_image.setImage(thumbnail(image, rows=32, max_columns=2000), levels=(0, 255), autoLevels=False)
-        self.overview_image.setRect(QtCore.QRectF(0, THUMB_Y[0], width_s, THUMB_Y[1] - THUMB_Y[0]))
-        self.overview_plot.setXRange(0, self._duration_s, padding=0)
+        self._show_image(features, image if image.shape[1] else np.zeros((F, 1), np.uint8), column_s)
         self.region.setBounds((0, self._duration_s))
         shortest = min(self._duration_s, max(1.0, 4 * column_s))
         for plot in (self.detail_plot, self.lane_plot):
@@ -201,6 +201,17 @@ class TimelinePanel(QtWidgets.QWidget):
         self.set_playhead(None)
         self._redraw_events()
         self.show_range(0, self._duration_s)
+
+    def _show_image(self, features: FeatureConfig, image: np.ndarray, column_s: float) -> None:
+        """The (F, C) image in the detail, and pooled small in the overview."""
+        F, width_s = features.num_mel_bins, column_s * image.shape[1]
+        self.detail_image.setImage(image, levels=(0, 255), autoLevels=False)
+        self.detail_image.setRect(QtCore.QRectF(0, 0, width_s, F))
+        self.detail_plot.getAxis("left").setTicks([spaced(mel_ticks(features), 0.08 * F), []])
+        self.detail_plot.setYRange(0, F, padding=0)
+        self.overview_image.setImage(thumbnail(image, rows=32, max_columns=2000), levels=(0, 255), autoLevels=False)
+        self.overview_image.setRect(QtCore.QRectF(0, THUMB_Y[0], width_s, THUMB_Y[1] - THUMB_Y[0]))
+        self.overview_plot.setXRange(0, self._duration_s, padding=0)
 
     def clear(self) -> None:
         """No file: empty images, no lanes, no playhead."""
@@ -221,9 +232,27 @@ class TimelinePanel(QtWidgets.QWidget):
         return list(self._events)
 
     def _redraw_events(self) -> None:
+        """Lanes, their names and the density row from the events that pass the peak filter."""
         names = self._timeline.labels.names if self._timeline is not None else []
         self.lanes = build_lanes(self._events, names, self._colours, self._min_peak)
         self._lane_of = {int(i): k for k, lane in enumerate(self.lanes) for i in lane.events}
+        self._draw_lanes()
+        if self.lanes or self._timeline is None:
+            self.lane_axis.set_lanes([lane.name for lane in self.lanes], [lane.colour for lane in self.lanes])
+        else:
+            self.lane_axis.set_lanes([f"no events ≥ {self._min_peak:.2f}" if self._min_peak > 0 else "no events"],
+                                     [QtGui.QColor("#BBBBBB")])
+        visible = [e for e in self._events if e.peak_score >= self._min_peak]
+        bins = int(min(1000, max(1, self._duration_s / 0.5)))
+        counts = event_density(visible, self._duration_s, bins)
+        self.density.setData(np.linspace(0, self._duration_s, bins + 1),
+                             0.95 * DENSITY_TOP * counts / max(1, counts.max(initial=0)),
+                             stepMode="center", fillLevel=0)
+        self.select_event(self._selected, reveal=False)
+
+    def _draw_lanes(self) -> None:
+        """One BarGraphItem per lane (made or dropped to match), boxes standing on the lane's floor with a
+        height for their peak; every other lane shaded; the lanes' row sized to a line of text each."""
         while len(self.lane_items) < len(self.lanes):
             self.lane_items.append(pg.BarGraphItem(x0=[], x1=[], y0=[], height=[]))
             self.lane_plot.addItem(self.lane_items[-1])
@@ -236,23 +265,11 @@ class TimelinePanel(QtWidgets.QWidget):
         odd = np.arange(1, len(self.lanes), 2)
         self.lane_shading.setOpts(x0=np.zeros(len(odd)), x1=np.full(len(odd), self._duration_s), y0=odd,
                                   height=np.ones(len(odd)))
-        if self.lanes or self._timeline is None:
-            self.lane_axis.set_lanes([lane.name for lane in self.lanes], [lane.colour for lane in self.lanes])
-        else:
-            self.lane_axis.set_lanes([f"no events ≥ {self._min_peak:.2f}" if self._min_peak > 0 else "no events"],
-                                     [QtGui.QColor("#BBBBBB")])
         rows = max(1, len(self.lanes))
         self.lane_plot.setYRange(0, rows, padding=0)
         axis_px = self.lane_plot.getAxis("bottom").height()
         self._grid.setRowMinimumHeight(2, rows * MIN_LANE_PX + axis_px)
         self._grid.setRowPreferredHeight(2, rows * LANE_PX + axis_px)
-        visible = [e for e in self._events if e.peak_score >= self._min_peak]
-        bins = int(min(1000, max(1, self._duration_s / 0.5)))
-        counts = event_density(visible, self._duration_s, bins)
-        self.density.setData(np.linspace(0, self._duration_s, bins + 1),
-                             0.95 * DENSITY_TOP * counts / max(1, counts.max(initial=0)),
-                             stepMode="center", fillLevel=0)
-        self.select_event(self._selected, reveal=False)
 
     # ---- view ---------------------------------------------------------------------------------------
 
