@@ -16,8 +16,9 @@ from PySide6 import QtGui
 
 from core.timeline import Event, Timeline
 
-__all__ = ["PALETTE", "MAX_LANES", "OTHER", "Lane", "label_colours", "event_colours", "format_clock",
-           "order_lanes", "build_lanes", "box_height", "event_density", "thumbnail", "spaced"]
+__all__ = ["PALETTE", "MAX_LANES", "OTHER", "OTHER_COLOUR", "Lane", "label_colours", "event_colours",
+           "format_clock", "order_lanes", "own_lanes", "build_lanes", "box_height", "event_density", "thumbnail",
+           "spaced"]
 
 # 20 colours picked by greedy max-min CIEDE2000 distance (the Glasbey et al. 2007 method) from the sRGB grid in
 # steps of 15, among lightness 50-82 and chroma 30-90: each stands out on the black background and from the
@@ -25,8 +26,9 @@ __all__ = ["PALETTE", "MAX_LANES", "OTHER", "Lane", "label_colours", "event_colo
 PALETTE = ("#F0962D", "#4B69FF", "#00E169", "#F01E5A", "#00D2F0", "#F0B4F0", "#788700", "#008778", "#D23CD2",
            "#D2D200", "#D24B0F", "#FFA596", "#96B4F0", "#0087B4", "#78A578", "#C37896", "#00E1C3", "#A5784B",
            "#B4A569", "#B487FF")
-MAX_LANES = 24              # more labels than this share the last lane ("+ N more"), so lanes stay legible
-OTHER = -1                  # label index of the shared lane of the labels beyond MAX_LANES - 1
+MAX_LANES = len(PALETTE)    # labels with a lane and a colour of their own; the others share one grey lane
+OTHER = -1                  # label index of that shared lane ("+ N more labels")
+OTHER_COLOUR = "#BBBBBB"
 
 
 def label_colours(label_ids: Iterable[str]) -> dict[str, QtGui.QColor]:
@@ -47,11 +49,19 @@ def label_colours(label_ids: Iterable[str]) -> dict[str, QtGui.QColor]:
     return colours
 
 
+def own_lanes(events: Sequence[Event]) -> list[int]:
+    """The labels that get a lane of their own: the first MAX_LANES of order_lanes."""
+    return order_lanes(events)[:MAX_LANES]
+
+
 def event_colours(events: Sequence[Event], timeline: Timeline) -> dict[int, QtGui.QColor]:
-    """label index -> colour for the labels that have events (label_colours over their ids)."""
-    indices = sorted({e.label_index for e in events})
-    by_id = label_colours(timeline.labels[i].id for i in indices)
-    return {i: by_id[timeline.labels[i].id] for i in indices}
+    """label index -> colour for every label with events: label_colours over the ids of the labels with
+    lanes of their own (so no two of them share one), OTHER_COLOUR for the labels of the shared lane."""
+    own = own_lanes(events)
+    by_id = label_colours(timeline.labels[i].id for i in own)
+    colours = {e.label_index: QtGui.QColor(OTHER_COLOUR) for e in events}
+    colours.update({i: by_id[timeline.labels[i].id] for i in own})
+    return colours
 
 
 def format_clock(seconds: float, decimals: int = 1) -> str:
@@ -129,15 +139,16 @@ def box_height(peak: np.ndarray) -> np.ndarray:
 
 def build_lanes(events: Sequence[Event], names: Sequence[str], colours: dict[int, QtGui.QColor],
                 min_peak: float = 0.0) -> list[Lane]:
-    """The lanes of the events whose peak reaches min_peak, in order_lanes order; past MAX_LANES - 1
-    labels, the rest share one last lane (label index OTHER). names: display name per label index."""
-    shown = [i for i, e in enumerate(events) if e.peak_score >= min_peak]
-    order = order_lanes([events[i] for i in shown])
-    own = order if len(order) <= MAX_LANES else order[:MAX_LANES - 1]
+    """The lanes of the events whose peak reaches min_peak: the own_lanes labels in their order, then one
+    lane (label index OTHER) shared by the other labels; lanes left empty by min_peak are left out. Which
+    labels have lanes is decided on all the events, so the filter never moves a label to another lane.
+    names: display name per label index; colours: event_colours."""
+    own = own_lanes(events)
     members: dict[int, list[int]] = {label: [] for label in own}
     rest: list[int] = []
-    for i in shown:
-        members.get(events[i].label_index, rest).append(i)
+    for i, e in enumerate(events):
+        if e.peak_score >= min_peak:
+            members.get(e.label_index, rest).append(i)
 
     def lane(label: int, name: str, colour: QtGui.QColor, indices: list[int]) -> Lane:
         chosen = [events[i] for i in indices]
@@ -146,7 +157,9 @@ def build_lanes(events: Sequence[Event], names: Sequence[str], colours: dict[int
                     np.array([e.end_s for e in chosen], dtype=np.float64),
                     np.array([e.peak_score for e in chosen], dtype=np.float64))
 
-    lanes = [lane(label, names[label], colours[label], members[label]) for label in own]
+    lanes = [lane(label, names[label], colours[label], members[label]) for label in own if members[label]]
     if rest:
-        lanes.append(lane(OTHER, f"+ {len(order) - len(own)} more labels", QtGui.QColor("#BBBBBB"), rest))
+        others = len({events[i].label_index for i in rest})
+        lanes.append(lane(OTHER, f"+ {others} more label{'s' if others > 1 else ''}", QtGui.QColor(OTHER_COLOUR),
+                          rest))
     return lanes

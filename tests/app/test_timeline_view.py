@@ -13,7 +13,7 @@ import pytest
 from PySide6 import QtCore, QtGui
 
 from app.events_table import LABEL, PEAK, EventsTable
-from app.lanes import (MAX_LANES, OTHER, PALETTE, event_density, format_clock, label_colours, order_lanes,
+from app.lanes import (MAX_LANES, OTHER, OTHER_COLOUR, PALETTE, event_density, format_clock, label_colours, order_lanes,
                        thumbnail)
 from app.timeline_demo import demo_file, main as demo_main
 from app.timeline_view import TimelinePanel
@@ -245,15 +245,26 @@ def test_items_drawn_are_bounded_by_lanes_not_events(qtbot, long_file):
     assert counts[0] == counts[1] <= len(panel.lanes) + 6
 
 
-def test_more_labels_than_lanes_share_the_last_lane(qtbot, long_file):
+def test_more_labels_than_colours_share_a_grey_last_lane(qtbot, long_file):
     features, image, column_s, timeline, _ = long_file
-    events = [Event(label, 10.0 * label, 10.0 * label + 5, 0.9, 0.5, 10.0 * label + 2) for label in range(30)]
+    events = [Event(label, 10.0 * label, 10.0 * label + 5 + 0.1 * label, 0.5 + label / 100, 0.5, 10.0 * label + 2)
+              for label in range(30)]                 # label 29 is on longest: it comes first
     panel = TimelinePanel()
     qtbot.addWidget(panel)
     panel.set_file(features, image, column_s, timeline, events)
-    assert len(panel.lanes) == MAX_LANES and panel.lanes[-1].label_index == OTHER
-    assert panel.lanes[-1].name == f"+ {30 - MAX_LANES + 1} more labels"
+    assert len(panel.lanes) == MAX_LANES + 1 and panel.lanes[-1].label_index == OTHER
+    assert [lane.label_index for lane in panel.lanes[:-1]] == list(range(29, 29 - MAX_LANES, -1))
+    assert panel.lanes[-1].name == f"+ {30 - MAX_LANES} more labels"
+    assert len({lane.colour.name() for lane in panel.lanes[:-1]}) == MAX_LANES       # no colour twice
+    assert panel.lanes[-1].colour.name() == OTHER_COLOUR.lower()
     assert sorted(int(i) for lane in panel.lanes for i in lane.events) == list(range(30))
+    panel.set_min_peak(0.6)                           # labels 10-29 remain: all with their own lanes as before
+    assert [lane.label_index for lane in panel.lanes] == list(range(29, 9, -1))
+    table = EventsTable()
+    qtbot.addWidget(table)
+    table.set_events(events, timeline)
+    swatch = {table.model.index(i, LABEL).data(QtCore.Qt.ItemDataRole.DecorationRole).name() for i in range(10)}
+    assert swatch == {OTHER_COLOUR.lower()}           # the table shows the shared lane's grey too
 
 
 def test_bad_input_is_refused_in_one_line_and_the_shown_file_stays(panel, long_file):
