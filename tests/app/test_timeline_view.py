@@ -15,7 +15,7 @@ from PySide6 import QtCore, QtGui
 from app.events_table import LABEL, PEAK, EventsTable
 from app.lanes import (MAX_LANES, OTHER, OTHER_COLOUR, PALETTE, event_density, format_clock, label_colours, order_lanes,
                        thumbnail)
-from app.timeline_demo import demo_file, main as demo_main
+from app.timeline_demo import analysed_file, demo_file, main as demo_main
 from app.timeline_view import TimelinePanel
 from core.timeline import Event
 
@@ -368,6 +368,25 @@ def test_the_table_is_as_wide_as_its_contents(table, long_file):
     needed = QtGui.QFontMetrics(table.view.font()).horizontalAdvance(longest)
     assert table.view.columnWidth(LABEL) >= needed
     assert table.minimumWidth() >= sum(table.view.columnWidth(c) for c in range(4))
+
+
+def test_a_real_analysis_shows_each_sound_in_its_lane(qtbot, scene, tmp_path):
+    """The window's worker on the README scene (rooster, church bell, knock: real CC0 clips) into the panel."""
+    features, image, column_s, timeline, events = analysed_file(str(scene))
+    frames = 1 + (21 * 16000 - 400) // 160                                  # 25 ms frames every 10 ms
+    assert image.shape == (features.num_mel_bins, frames) and column_s == pytest.approx(0.01)
+    panel = TimelinePanel()
+    qtbot.addWidget(panel)
+    panel.set_file(features, image, column_s, timeline, events)
+    lanes = {timeline.labels[lane.label_index].name: lane for lane in panel.lanes}
+    for name, (start_s, end_s) in (("Crowing, cock-a-doodle-doo", (1, 6)), ("Church bell", (8, 13)),
+                                   ("Knock", (15, 20))):
+        lane = lanes[name]
+        assert ((lane.starts_s < end_s) & (lane.ends_s > start_s)).any(), name
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really a wave file")
+    with pytest.raises(ValueError, match="broken.wav"):
+        analysed_file(str(broken))
 
 
 def test_the_demo_writes_a_screenshot(tmp_path):
