@@ -187,7 +187,6 @@ class EventsTable(QtWidgets.QWidget):
             self.label_filter.addItem(QtGui.QIcon(pixmap), names[label], label)
         self.label_filter.blockSignals(False)
         self._filter_changed()
-        self.view.resizeColumnsToContents()
         self.setMinimumWidth(self.sizeHint().width())
 
     def sizeHint(self) -> QtCore.QSize:

@@ -111,7 +111,7 @@ def thumbnail(image: np.ndarray, rows: int, max_columns: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Lane:
-    """One row of boxes: the events of one label (or, for OTHER, of every label past MAX_LANES - 1)."""
+    """One row of boxes: the events of one label, or (label_index OTHER) of the labels past the first MAX_LANES."""
 
     label_index: int
     name: str
