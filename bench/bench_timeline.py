@@ -7,6 +7,8 @@ of 0.9 / 1.1 about the centre) and repaints the plots at once (viewport().repain
 spends it.
 
 - **lanes**: app.timeline_view.TimelinePanel (overview, detail, one BarGraphItem per lane);
+- **lanes: playhead tick**: the same panel during playback, the playhead moved by 1/30 s and Qt's repaint of
+  what moved (processEvents), as a window's 30 Hz timer would do it;
 - **text over spectrogram** (reference, the Files tab before issue 12): app.spectrogram_view.SpectrogramView
   with the same events drawn by set_events (a LinearRegionItem and a TextItem per event).
 
@@ -66,7 +68,7 @@ def main() -> int:
     width, height = (int(v) for v in args.size.split("x"))
 
     from app import make_application
-    from app.files_view import label_color
+    from app.lanes import event_colours
     from app.spectrogram_view import SpectrogramView
     from app.timeline_demo import demo_file
     from app.timeline_view import TimelinePanel
@@ -83,19 +85,28 @@ def main() -> int:
         app.processEvents()
         lanes = time_steps(panel.show_range, panel.graphics.viewport().repaint, args.steps, duration)
         items = len(panel.lane_plot.getViewBox().addedItems)
+        panel.show_range(100.0, 160.0)
+        playhead = []
+        for k in range(args.steps):                        # playback: 30 ticks per second, Qt repaints what moved
+            t0 = time.perf_counter()
+            panel.set_playhead(100.0 + k / 30)
+            app.processEvents()
+            playhead.append(1000 * (time.perf_counter() - t0))
         panel.close()
 
         view = SpectrogramView()
         view.resize(width, height)
         view.show_file(features, image, column_s)
-        view.set_events([(e.start_s, e.end_s, timeline.labels[e.label_index].name, label_color(e.label_index))
+        colours = event_colours(chosen, timeline)
+        view.set_events([(e.start_s, e.end_s, timeline.labels[e.label_index].name, colours[e.label_index])
                          for e in chosen])
         view.show()
         app.processEvents()
         text = time_steps(lambda a, b: view.spec_plot.setXRange(a, b, padding=0), view.viewport().repaint,
                           args.steps, duration)
         view.close()
-        runs = (("lanes", lanes, items), ("text over spectrogram", text, len(view._event_items)))
+        runs = (("lanes", lanes, items), ("lanes: playhead tick", playhead, items),
+                ("text over spectrogram", text, len(view._event_items)))
         for kind, times, count in runs:
             rows.append({"file": name, "events": len(chosen), "view": kind, "items": count,
                          "p50_ms": round(float(np.percentile(times, 50)), 2),
