@@ -27,7 +27,7 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence, TextIO
+from typing import IO, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from core.review import Mark, Verdict
 from core.timeline import Event, Timeline
 
 __all__ = ["FORMATS", "DEFAULT_FORMATS", "PACKAGE_VERSION", "COMBINED_REFUSED", "code_revision", "code_version",
-           "export_timeline", "export_combined", "target_paths"]
+           "export_timeline", "export_combined", "target_paths", "write_export_set"]
 
 PACKAGE_VERSION = "0.1.0"
 
@@ -326,8 +326,16 @@ def _write_all(jobs: list[tuple[str, Path, tuple]], out_dir: Path, stem: str, ov
     """Write the jobs as one set under the lock of `stem` in out_dir: every file or none (see core/atomic.py)."""
     members = [(path, functools.partial(_write_table, delimiter=delimiter, header=header, rows=rows))
                for _, path, (delimiter, header, rows) in jobs]
+    return write_export_set(members, out_dir, stem, overwrite)
+
+
+def write_export_set(members: list[tuple[Path, Callable[[IO], None]]], out_dir: Path, stem: str, overwrite: bool,
+                     mode: str = "w") -> list[Path]:
+    """Write (path, write(file)) members into out_dir as one set under the lock of `stem`, every file or none
+    (core.atomic.write_set; mode "w": UTF-8 text, "wb": bytes), raising the export errors: ExportExistsError
+    (a target exists and not overwrite; nothing written), ExportError (an OS error; nothing kept)."""
     try:
-        return write_set(members, lock_name=stem, overwrite=overwrite, encoding="utf-8", newline="")
+        return write_set(members, lock_name=stem, overwrite=overwrite, mode=mode, encoding="utf-8", newline="")
     except SetExistsError as e:
         raise _exists_error(e.paths) from None
     except SetWriteError as e:
