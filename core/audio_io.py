@@ -1,8 +1,9 @@
 """Audio file decoding: probe, block-wise decode, downmix to mono, streaming resampling.
 
-Used by the file-analysis thread (`probe`, `iter_blocks`, `read_audio`) and by the live capture path
-(`StreamingResampler`, one instance per stream, owned by the thread that feeds it). Nothing here is
-shared between threads; arrays are handed over as new arrays.
+Used by the file-analysis thread (`probe`, `iter_blocks`, `read_audio`), the live capture path
+(`StreamingResampler`, one instance per stream, owned by the thread that feeds it), and the player's and
+the clip writer's threads (`region_frames`, `iter_region`: a stretch of a file as it is there). Nothing
+here is shared between threads; arrays are handed over as new arrays.
 
 Decoding uses soundfile (libsndfile 1.2.2: WAV, FLAC, OGG/Vorbis, Opus, MP3; not M4A/AAC) and never
 reads a whole file at once. Every decode problem becomes an `AudioError` whose text is meant for the user.
