@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 EVENT_MARGIN_S = 1.0     # an event is played with this much before and after it, to hear it in context
 CLOSE_TIMEOUT_S = 1.0    # a stream whose close takes longer is abandoned (logged); the player goes on
 AHEAD_S = 2.0            # decoded audio kept queued ahead of the playhead: bounded memory on long files
-BLOCK_S = 0.1            # decode block: the first sound comes out one block after the file is opened
+PREFILL_S = 0.5          # decoded before the stream starts (about 1 ms of work): a busy machine does not stutter
+BLOCK_S = 0.1            # decode block
 
 
 class PlaybackError(TaggerError):
@@ -161,7 +162,8 @@ class _Session:
             index, self._rate_hz, channels = _output_format(self._sd, self.device, info)
             blocks = self._converted(info, first, stop, _Adapter(info.sample_rate_hz, info.num_channels,
                                                                  self._rate_hz, channels))
-            self._queue(next(blocks, None))
+            while self._queued < PREFILL_S * self._rate_hz and (block := next(blocks, None)) is not None:
+                self._queue(block)
             if self.stopping.is_set():
                 return
             stream = self._open(index, channels)
@@ -200,8 +202,8 @@ class _Session:
             yield adapter.process(block)
         yield adapter.flush()
 
-    def _queue(self, block: np.ndarray | None) -> None:
-        if block is not None and len(block):
+    def _queue(self, block: np.ndarray) -> None:
+        if len(block):
             self._blocks.append(np.ascontiguousarray(block))
             self._queued += len(block)
 

@@ -78,7 +78,7 @@ class FakeSD:
         self.rates_ok, self.max_channels, self.default_rate = rates_ok, max_channels, default_rate
         self.has_output = has_output
         self.streams: list[FakeOutputStream] = []
-        self.speed = 5.0     # x real time: fast tests, and room for the decoder thread on a busy machine
+        self.speed = 2.0     # x real time: quick tests, and room for the decoder thread on a busy machine
         self.close_hangs = False
         self.release_close = threading.Event()
         self.die_after_callbacks = -1
@@ -108,7 +108,7 @@ def fake_sd(monkeypatch):
 
 def trim_tail(audio: np.ndarray, expected_len: int) -> np.ndarray:
     """The last callback is padded with zeros after the region: it must be, and is cut off here."""
-    assert len(audio) + BLOCK > expected_len
+    assert len(audio) - BLOCK < expected_len <= len(audio), "silence was inserted: the decoder fell behind"
     assert not audio[expected_len:].any()
     return audio[:expected_len]
 
@@ -180,7 +180,7 @@ def test_stop_returns_at_once_and_a_hung_close_is_abandoned(fake_sd, esc50_clip,
     assert not first.closed.is_set()                                          # its close still hangs ...
     assert player.wait(CLOSE_TIMEOUT_S + 1.0)                                 # ... and is given up on
     assert "abandoned" in caplog.text and player._session.abandoned
-    fake_sd.close_hangs, fake_sd.speed = False, 5.0
+    fake_sd.close_hangs, fake_sd.speed = False, 2.0
     player.play(esc50_clip, 4.0)                                              # the player is still usable
     assert player.wait(10) and player.state is PlayState.FINISHED, player.error
     assert len(fake_sd.streams) == 2 and not first.closed.is_set()
