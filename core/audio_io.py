@@ -1,8 +1,9 @@
 """Audio file decoding: probe, block-wise decode, downmix to mono, streaming resampling.
 
-Used by the file-analysis thread (`probe`, `iter_blocks`, `read_audio`) and by the live capture path
-(`StreamingResampler`, one instance per stream, owned by the thread that feeds it). Nothing here is
-shared between threads; arrays are handed over as new arrays.
+Used by the file-analysis thread (`probe`, `iter_blocks`, `read_audio`), the live capture path
+(`StreamingResampler`, one instance per stream, owned by the thread that feeds it), and the player's and
+the clip writer's threads (`region_frames`, `iter_region`: a stretch of a file as it is there). Nothing
+here is shared between threads; arrays are handed over as new arrays.
 
 Decoding uses soundfile (libsndfile 1.2.2: WAV, FLAC, OGG/Vorbis, Opus, MP3; not M4A/AAC) and never
 reads a whole file at once. Every decode problem becomes an `AudioError` whose text is meant for the user.
@@ -388,8 +389,10 @@ def _open_at(path: str, frame: int, reason: BaseException | None = None) -> sf.S
                          "damaged; export, copy or download it again.") from exc
 
 
-def _read_pieces(info: AudioInfo, read_frames: int) -> Iterator[np.ndarray]:
-    """Yield the decoded file as float32 pieces (n, C), n <= read_frames.
+def _read_pieces(info: AudioInfo, read_frames: int, first_frame: int = 0, stop_frame: int | None = None,
+                 dtype: str = "float32") -> Iterator[np.ndarray]:
+    """Yield frames [first_frame, stop_frame) of the file (to its end when stop_frame is None) as `dtype`
+    pieces (n, C), n <= read_frames.
 
     On a decode error libsndfile drops the whole failed read and keeps its error state, so the file is
     reopened at the last good frame and that stretch is read again in 10 ms steps: the decodable part
@@ -397,15 +400,18 @@ def _read_pieces(info: AudioInfo, read_frames: int) -> Iterator[np.ndarray]:
     """
     path, rate_hz = info.path, info.sample_rate_hz
     step_frames = max(1, rate_hz // 100)
-    position = 0            # frames delivered so far
+    position = first_frame  # frames delivered so far, counted from the start of the file
     retry_until = -1        # frames before this are being re-read in small steps after an error
     first_error: BaseException | None = None
-    f = _open_at(path, 0)
+    f = _open_at(path, first_frame)
     try:
-        while True:
+        while stop_frame is None or position < stop_frame:
             retrying = position < retry_until
+            wanted = step_frames if retrying else read_frames
+            if stop_frame is not None:
+                wanted = min(wanted, stop_frame - position)
             try:
-                data = f.read(step_frames if retrying else read_frames, dtype="float32", always_2d=True)
+                data = f.read(wanted, dtype=dtype, always_2d=True)
             except Exception as exc:
                 if not retrying:
                     first_error, retry_until = exc, position + read_frames
@@ -424,6 +430,49 @@ def _read_pieces(info: AudioInfo, read_frames: int) -> Iterator[np.ndarray]:
             yield data
     finally:
         f.close()
+
+
+def check_span(start_s: float, end_s: float | None) -> None:
+    """ValueError unless start_s (and end_s, where given) are finite seconds with end_s >= start_s."""
+    for name, value in (("start_s", start_s), ("end_s", end_s)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                  or not math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    if end_s is not None and end_s < start_s:
+        raise ValueError(f"the region ends ({end_s} s) before it starts ({start_s} s)")
+
+
+def region_frames(info: AudioInfo, start_s: float, end_s: float | None = None) -> tuple[int, int | None]:
+    """The frames [first, stop) of the file's seconds [start_s, end_s], clipped to the file.
+
+    end_s None: to the end of the file (stop None when the header gives no length). Seconds become frames
+    by rounding at the file's own rate; start_s below 0 and end_s past the end are clipped, so a padded
+    region around an event (start - 1 s, end + 1 s) needs no checks of its own. ValueError for times that
+    are not finite numbers or an end before the start.
+    """
+    check_span(start_s, end_s)
+    rate_hz, total = info.sample_rate_hz, info.num_samples
+    first = max(0, round(start_s * rate_hz))
+    stop = total if end_s is None else max(0, round(end_s * rate_hz))
+    if total is not None:
+        first, stop = min(first, total), min(stop, total)
+    return first, stop
+
+
+def iter_region(info: AudioInfo, first_frame: int = 0, stop_frame: int | None = None, block_frames: int = 8192,
+                dtype: str = "float32") -> Iterator[np.ndarray]:
+    """Decode frames [first_frame, stop_frame) of a probed file block by block, as they are in the file:
+    `dtype` (n, C) arrays at its own rate with all its channels, n <= block_frames.
+
+    Only the region is read (the decoder seeks to first_frame), so playing or cutting a stretch of a long
+    file costs the stretch, not the file. No downmix, no resampling and no clean-up of NaN or out-of-range
+    float samples: callers that need them do them (core.playback for the sound card; core.clips writes
+    the samples unchanged). A decode failure inside the region raises AudioError after the blocks that
+    decoded; a region that ends past a truncated file's end simply ends there.
+    """
+    if block_frames < 1:
+        raise ValueError(f"block_frames must be >= 1, got {block_frames}")
+    yield from _read_pieces(info, block_frames, first_frame, stop_frame, dtype)
 
 
 def iter_blocks(path: str | os.PathLike, target_rate_hz: int = 16000,

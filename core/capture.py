@@ -44,15 +44,15 @@ class NoInputDeviceError(CaptureError):
     """This machine has no audio input device at all."""
 
 
-def sounddevice() -> Any:
-    """The sounddevice module; CaptureError when PortAudio is missing."""
+def sounddevice(what: str = "audio input", error: type[TaggerError] = CaptureError,
+                use: str = "to listen to a microphone") -> Any:
+    """The sounddevice module; `error` (CaptureError for input) when PortAudio is missing."""
     try:
         import sounddevice as sd
     except OSError as e:  # "PortAudio library not found"
-        raise CaptureError(
-            f"audio input is unavailable: the PortAudio library could not be loaded ({e}); install it "
-            "(Debian/Ubuntu: apt-get install libportaudio2) to listen to a microphone; analysing files "
-            "works without it") from None
+        raise error(
+            f"{what} is unavailable: the PortAudio library could not be loaded ({e}); install it "
+            f"(Debian/Ubuntu: apt-get install libportaudio2) {use}; analysing files works without it") from None
     return sd
 
 

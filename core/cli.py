@@ -20,6 +20,7 @@ from core.events import detect_events, thresholds_for
 from core.export import COMBINED_REFUSED, FORMATS, export_combined
 from core.inputs import (AUDIO_SUFFIXES, COMBINED_STEM, NameClashError, collect_audio, one_line, plan_outputs,
                          scan_audio)
+from core.clips import build_parser as build_clips_parser
 from core.listen import build_parsers as build_listen_parsers
 from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, UsageError, add_event_arguments,
                           count_above_zero, event_config_from, folder_name, parse_formats, seconds_above_zero)
@@ -233,6 +234,7 @@ def main(argv: list[str] | None = None, open_app: Callable[[argparse.Namespace],
     build_app_parser(sub)
     build_analyze_parser(sub)
     build_listen_parsers(sub, common_parser, add_event_arguments)
+    build_clips_parser(sub, common_parser, add_event_arguments)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in sub.choices and not argv[0].startswith("-"):
         first = Path(argv[0]).expanduser()

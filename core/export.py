@@ -24,10 +24,10 @@ import functools
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TextIO
+from typing import IO, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
 import numpy as np
 
@@ -35,10 +35,12 @@ from core.atomic import LockTimeout, SetExistsError, SetWriteError, write_set
 from core.config import EventConfig
 from core.errors import ConfigError, ExportError, ExportExistsError
 from core.events import median_windows, thresholds_for
+from core.labels import Label
+from core.review import Mark, Verdict
 from core.timeline import Event, Timeline
 
 __all__ = ["FORMATS", "DEFAULT_FORMATS", "PACKAGE_VERSION", "COMBINED_REFUSED", "code_revision", "code_version",
-           "export_timeline", "export_combined", "target_paths"]
+           "export_timeline", "export_combined", "target_paths", "write_export_set"]
 
 PACKAGE_VERSION = "0.1.0"
 
@@ -66,16 +68,41 @@ RAVEN_HEADER = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)"
                 "File Offset (s)"]
 SV_HEADER = ["TIME", "VALUE", "DURATION", "LABEL"]
 DCASE_HEADER = ["filename", "onset", "offset", "event_label"]
+TAGS_REVIEW_HEADER = ["review", "review_note"]           # after the columns above, in reviewed exports only
+RAVEN_REVIEW_HEADER = ["Review", "Review Note"]          # Raven keeps extra columns as annotations
 
 
 @dataclass(frozen=True)
 class _Part:
-    """One source in an export: its timeline, sorted events, (L, 2) thresholds, start in a run-on table (s)."""
+    """One source in an export: its timeline, sorted events, (L, 2) thresholds, start in a run-on table (s),
+    and the review marks of its events (core.review.match_marks)."""
 
     timeline: Timeline
     events: list[Event]
     thresholds: np.ndarray
     offset_s: float
+    reviews: Mapping[Event, Mark] = field(default_factory=dict)
+
+
+def _reviewed(parts: list[_Part]) -> bool:
+    """Whether the tables get review columns: any event of the export has a mark."""
+    return any(part.reviews for part in parts)
+
+
+def _labelled(part: _Part, keep_wrong: bool) -> Iterator[tuple[Event, Label, Mark | None]]:
+    """Each event with the label it is exported under (a relabel's new label) and its mark; events marked
+    wrong only where keep_wrong (formats with a review column; the others show what the reviewer accepted)."""
+    labels = part.timeline.labels
+    for e in part.events:
+        mark = part.reviews.get(e)
+        if mark is not None and mark.verdict is Verdict.WRONG and not keep_wrong:
+            continue
+        relabelled = mark is not None and mark.verdict is Verdict.RELABEL
+        yield e, labels.find(mark.relabel_to) if relabelled else labels[e.label_index], mark
+
+
+def _review_cells(mark: Mark | None, part: _Part) -> list[str]:
+    return ["", ""] if mark is None else [_text(mark.text(part.timeline.labels)), _text(mark.note)]
 
 
 def _t3(seconds: float) -> str:
@@ -163,56 +190,56 @@ code_version = code_revision   # the name params.csv's row has; kept for callers
 
 # ---- rows of each format; combined=True is a multi-file table -------------------------------------
 
-def _tags_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
+def _tags_rows(parts: list[_Part], combined: bool, keep_wrong: bool = True) -> Iterator[list[str]]:
+    reviewed = _reviewed(parts)
     for part in parts:
         tl = part.timeline
-        for e in part.events:
-            label = tl.labels[e.label_index]
-            yield [_t3(e.start_s), _t3(e.end_s), _text(label.id), _text(label.name), _c4(e.peak_score),
+        for e, label, mark in _labelled(part, keep_wrong):
+            row = [_t3(e.start_s), _t3(e.end_s), _text(label.id), _text(label.name), _c4(e.peak_score),
                    _text(tl.source), _text(tl.model_name), _t3(tl.window_s - tl.hop_s),
                    _c4(part.thresholds[e.label_index, 0]),
-                   _t3(tl.window_s), str(e.label_index), _c4(e.mean_score), _t3(e.peak_time_s), _text(tl.kind),
+                   _t3(tl.window_s), str(label.index), _c4(e.mean_score), _t3(e.peak_time_s), _text(tl.kind),
                    _clock(tl, e.start_s)]
+            yield row + _review_cells(mark, part) if reviewed else row
 
 
 def _birdnet_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
-    for row in _tags_rows(parts, combined):
+    for row in _tags_rows(parts, combined, keep_wrong=False):
         yield row[:6]
 
 
 def _audacity_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
     for part in parts:
-        for e in part.events:
-            name = part.timeline.labels[e.label_index].name
+        for e, label, _ in _labelled(part, keep_wrong=False):
             yield [_t3(part.offset_s + e.start_s), _t3(part.offset_s + e.end_s),
-                   _text(f"{name} ({e.peak_score:.2f})")]
+                   _text(f"{label.name} ({e.peak_score:.2f})")]
 
 
 def _raven_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
     selection = 0
+    reviewed = _reviewed(parts)
     for part in parts:
         tl = part.timeline
-        for e in part.events:
+        for e, label, mark in _labelled(part, keep_wrong=True):
             selection += 1
-            label = tl.labels[e.label_index]
-            yield [str(selection), "Spectrogram 1", "1", _t3(part.offset_s + e.start_s),
+            row = [str(selection), "Spectrogram 1", "1", _t3(part.offset_s + e.start_s),
                    _t3(part.offset_s + e.end_s), "0.000", _t3(tl.sample_rate_hz / 2), _text(label.name),
                    _text(label.id), _c4(e.peak_score), _text(tl.source), _t3(e.start_s)]
+            yield row + _review_cells(mark, part) if reviewed else row
 
 
 def _sv_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
     for part in parts:
-        for e in part.events:
+        for e, label, _ in _labelled(part, keep_wrong=False):
             start = round(part.offset_s + e.start_s, 3)
             end = round(part.offset_s + e.end_s, 3)
-            yield [_t3(start), _c4(e.peak_score), _t3(end - start), _text(part.timeline.labels[e.label_index].name)]
+            yield [_t3(start), _c4(e.peak_score), _t3(end - start), _text(label.name)]
 
 
 def _dcase_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
     for part in parts:
-        for e in part.events:
-            yield [_text(part.timeline.source), _t3(e.start_s), _t3(e.end_s),
-                   _text(part.timeline.labels[e.label_index].name)]
+        for e, label, _ in _labelled(part, keep_wrong=False):
+            yield [_text(part.timeline.source), _t3(e.start_s), _t3(e.end_s), _text(label.name)]
 
 
 def _scores_rows(parts: list[_Part], combined: bool) -> Iterator[list[str]]:
@@ -243,6 +270,8 @@ def _params_rows_of(part: _Part, config: EventConfig) -> list[list[str]]:
     return [[_text(name), value] for name, value in rows.items()]
 
 
+# The formats with room for the review columns; the others write relabels and leave out events marked wrong.
+_REVIEW_HEADERS = {"tags": TAGS_REVIEW_HEADER, "raven": RAVEN_REVIEW_HEADER}
 # format key -> (delimiter, header or None, rows(parts, combined)); scores and params are built in _layout.
 _WRITERS: dict[str, tuple[str, list[str] | None, Callable[[list[_Part], bool], Iterator[list[str]]]]] = {
     "tags": (",", TAGS_HEADER, _tags_rows),
@@ -266,6 +295,8 @@ def _layout(key: str, parts: list[_Part], config: EventConfig, combined: bool
         rows = [row + [_text(part.timeline.source)] for part in parts for row in _params_rows_of(part, config)]
         return ",", ["name", "value", "file"], rows
     delimiter, header, make_rows = _WRITERS[key]
+    if _reviewed(parts) and key in _REVIEW_HEADERS:
+        header = header + _REVIEW_HEADERS[key]
     return delimiter, header, make_rows(parts, combined)
 
 
@@ -295,8 +326,16 @@ def _write_all(jobs: list[tuple[str, Path, tuple]], out_dir: Path, stem: str, ov
     """Write the jobs as one set under the lock of `stem` in out_dir: every file or none (see core/atomic.py)."""
     members = [(path, functools.partial(_write_table, delimiter=delimiter, header=header, rows=rows))
                for _, path, (delimiter, header, rows) in jobs]
+    return write_export_set(members, out_dir, stem, overwrite)
+
+
+def write_export_set(members: list[tuple[Path, Callable[[IO], None]]], out_dir: Path, stem: str, overwrite: bool,
+                     mode: str = "w") -> list[Path]:
+    """Write (path, write(file)) members into out_dir as one set under the lock of `stem`, every file or none
+    (core.atomic.write_set; mode "w": UTF-8 text, "wb": bytes), raising the export errors: ExportExistsError
+    (a target exists and not overwrite; nothing written), ExportError (an OS error; nothing kept)."""
     try:
-        return write_set(members, lock_name=stem, overwrite=overwrite, encoding="utf-8", newline="")
+        return write_set(members, lock_name=stem, overwrite=overwrite, mode=mode, encoding="utf-8", newline="")
     except SetExistsError as e:
         raise _exists_error(e.paths) from None
     except SetWriteError as e:
@@ -335,16 +374,27 @@ def target_paths(out_dir: Path, stem: str, formats: Iterable[str] = DEFAULT_FORM
     return [Path(out_dir) / (_check_stem(stem) + FORMATS[key]) for key in _format_keys(formats)]
 
 
-def _parts(items: list[tuple[Timeline, list[Event]]], config: EventConfig) -> list[_Part]:
+def _parts(items: list[tuple[Timeline, list[Event]]], config: EventConfig,
+           reviews: Sequence[Mapping[Event, Mark] | None] | None = None) -> list[_Part]:
+    if reviews is not None and len(reviews) != len(items):
+        raise ValueError(f"reviews must hold one mapping (or None) per exported source: {len(items)} sources, "
+                         f"{len(reviews)} review mappings")
     parts, offset = [], 0.0
-    for timeline, events in items:
+    for (timeline, events), marks in zip(items, reviews or [None] * len(items)):
         thresholds = thresholds_for(timeline.labels, config)   # ConfigError for an unknown label key
         bad = [e.label_index for e in events if not 0 <= e.label_index < len(timeline.labels)]
         if bad:
             raise ValueError(f"events of {timeline.source} have label indices {bad[:5]} outside the "
                              f"{len(timeline.labels)} labels of its model")
+        unknown = sorted({m.relabel_to for m in (marks or {}).values()
+                          if m.verdict is Verdict.RELABEL and timeline.labels.find(m.relabel_to) is None})
+        if unknown:
+            raise ConfigError(f"reviews of {timeline.source} relabel events to {unknown[:3]}, which are not labels "
+                              f"of its model {timeline.model_name}; review them again with this model's labels")
         ordered = sorted(events, key=lambda e: (e.start_s, e.label_index, e.end_s))
-        parts.append(_Part(timeline, ordered, thresholds, offset))
+        exported = set(ordered)
+        kept = {e: m for e, m in (marks or {}).items() if e in exported}
+        parts.append(_Part(timeline, ordered, thresholds, offset, kept))
         offset += float(timeline.duration_s)
     return parts
 
@@ -360,21 +410,28 @@ def _export(parts: list[_Part], config: EventConfig, out_dir: Path, formats: Ite
 
 def export_timeline(timeline: Timeline, events: list[Event], event_config: EventConfig, out_dir: Path,
                     formats: Iterable[str] = DEFAULT_FORMATS, stem: str | None = None,
-                    overwrite: bool = False) -> list[Path]:
+                    overwrite: bool = False, reviews: Mapping[Event, Mark] | None = None) -> list[Path]:
     """Write the events (and scores/params) of one source; returns the paths written, in format order.
 
     formats: keys of FORMATS; stem: file name before the suffix, default the source file's stem ("live"
     for a `live:` source). out_dir is created if missing. Raises ConfigError (unknown format key or label
-    key, bad stem), ExportExistsError (a target exists and not overwrite; nothing written) or ExportError
-    (an OS error while writing; files written before it are complete, no partial or temp file is left).
+    key, bad stem, a relabel to a label the model lacks), ExportExistsError (a target exists and not
+    overwrite; nothing written) or ExportError (an OS error while writing; files written before it are
+    complete, no partial or temp file is left).
+
+    reviews: the review mark of each event that has one (core.review.match_marks). When any event has one,
+    tags and raven get review columns (`correct`, `wrong` or `relabel:<name>`, and the note); relabelled
+    events are written under their new label in every format; the formats without a review column (audacity,
+    sv, birdnet, dcase) leave out the events marked wrong. None or no marks: the tables as without reviews.
     """
-    parts = _parts([(timeline, events)], event_config)
+    parts = _parts([(timeline, events)], event_config, None if reviews is None else [reviews])
     return _export(parts, event_config, out_dir, formats, stem or _default_stem(timeline), overwrite, False)
 
 
 def export_combined(items: list[tuple[Timeline, list[Event]]], event_config: EventConfig, out_dir: Path,
                     formats: Iterable[str] = DEFAULT_FORMATS, stem: str = "combined",
-                    overwrite: bool = False) -> list[Path]:
+                    overwrite: bool = False,
+                    reviews: Sequence[Mapping[Event, Mark] | None] | None = None) -> list[Path]:
     """Write one table per format for a batch of sources, in list order, with one header.
 
     - tags, birdnet, dcase: the rows of every file; the File / filename column tells them apart and times
@@ -386,6 +443,7 @@ def export_combined(items: list[tuple[Timeline, list[Event]]], event_config: Eve
     - scores: a first column `File`, then `Start (s)`, `End (s)`, one column per label; every timeline
       must have the same labels (ExportError otherwise, before anything is written).
     - params: header `name,value,file`: the `name,value` rows of each file with its File value appended.
+    reviews: one mapping (or None) per item, as export_timeline's; review columns when any file has a mark.
     Errors as in export_timeline.
     """
     refused = [k for k in _format_keys(formats) if k in COMBINED_REFUSED]
@@ -398,5 +456,5 @@ def export_combined(items: list[tuple[Timeline, list[Event]]], event_config: Eve
         if differ:
             raise ExportError(f"cannot combine score curves: {differ[:3]} use other labels than "
                               f"{items[0][0].source}; export those files separately or leave out 'scores'")
-    parts = _parts(items, event_config)
+    parts = _parts(items, event_config, reviews)
     return _export(parts, event_config, out_dir, formats, stem, overwrite, True)

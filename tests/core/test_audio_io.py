@@ -5,6 +5,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from core.audio_io import AudioInfo, DecodeReport, StreamingResampler, iter_blocks, probe, read_audio
+from core.audio_io import (AudioInfo, DecodeReport, StreamingResampler, iter_blocks, iter_region, probe, read_audio,
+                           region_frames)
 from core.errors import AudioError
 
 
@@ -494,3 +496,38 @@ def test_float_samples_beyond_full_scale_are_clipped_with_one_warning(tmp_path, 
     assert np.isfinite(y44).all() and np.abs(y44).max() < 1.2
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and all("huge.wav" in w and "3 samples outside [-1, 1]" in w for w in warnings)
+
+
+def test_region_frames_round_and_clip_to_the_file(tmp_path):
+    path = tmp_path / "r.wav"
+    sf.write(path, _noise(44100, 2), 44100)
+    info = probe(path)
+    assert region_frames(info, 0.25, 0.5) == (11025, 22050)
+    assert region_frames(info, -1.0, 0.00001) == (0, 0)          # an event's pre-roll before the start
+    assert region_frames(info, 0.9, 7.0) == (39690, 44100)       # and its post-roll past the end
+    assert region_frames(info, 2.0) == (44100, 44100)
+    assert region_frames(AudioInfo("s.flac", 16000, 1, None, None, "FLAC", "PCM_16"), 1.0) == (16000, None)
+    with pytest.raises(ValueError, match="ends .* before it starts"):
+        region_frames(info, 0.5, 0.25)
+    with pytest.raises(ValueError, match="end_s must be a finite number"):
+        region_frames(info, 0.5, float("inf"))
+
+
+def test_iter_region_reads_only_the_region_of_a_long_file(tmp_path):
+    """A region 9 minutes into a 10-minute FLAC: its samples, exactly, without decoding what comes before."""
+    rate = 16000
+    t = np.arange(600 * rate) / rate
+    x = (0.5 * np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * 0.1 * t)).astype(np.float32)
+    path = tmp_path / "long.flac"
+    sf.write(path, x, rate, subtype="PCM_16")
+    info = probe(path)
+    first, stop = region_frames(info, 540.0, 541.5)
+    began = time.perf_counter()
+    region = np.concatenate(list(iter_region(info, first, stop, block_frames=4096, dtype="int32")))
+    region_s = time.perf_counter() - began
+    began = time.perf_counter()
+    whole = sum(len(b) for b in iter_region(info, block_frames=1 << 16))
+    whole_s = time.perf_counter() - began
+    assert whole == 600 * rate and region.shape == (24000, 1)
+    np.testing.assert_array_equal(region, sf.read(path, start=first, stop=stop, dtype="int32", always_2d=True)[0])
+    assert region_s < whole_s / 10, (region_s, whole_s)
