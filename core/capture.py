@@ -2,7 +2,10 @@
 
 Threads: `list_input_devices`, `find_input_device` and `Capture.start/check/stop` run on the thread that
 controls the session (CLI main thread or a GUI worker). `Capture._callback` runs on PortAudio's audio
-thread and only downmixes into the RingBuffer and counts overflows. `CaptureReader` belongs to the
+thread and only downmixes into the RingBuffer and counts overflows. PortAudio's stop/close can hang when
+the sound server dies under a stream (its audio thread holds a lock the stop waits for), so `stop` runs them
+on a helper thread and gives up after STOP_WAIT_S; after any failure the next Capture re-initialises
+PortAudio and looks its device up again by name. `CaptureReader` belongs to the
 consumer thread (the tagger): it reads the ring and, when the device runs at another rate, resamples
 to 16 kHz with core.audio_io.StreamingResampler, whose output equals one-shot resampling for any chunking.
 
@@ -11,6 +14,7 @@ CaptureError with a clear message while the rest of the program (file analysis) 
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import threading
@@ -34,6 +38,12 @@ log = logging.getLogger(__name__)
 MODEL_RATE_HZ = 16000      # what the tagger consumes; devices at other rates are resampled on the reader side
 RING_S = 30.0              # seconds of audio the ring keeps for the tagger to catch up
 STALL_S = 5.0              # no audio for this long from an "active" stream counts as a lost device
+STOP_WAIT_S = 1.0          # the longest Capture.stop() waits for PortAudio before abandoning the stream
+
+_abandoned: list[Any] = []          # streams whose stop/close never returned: referenced so they are never
+                                    # collected (and closed again) while PortAudio is still inside them
+_stale = threading.Event()          # a stream failed or was abandoned: PortAudio's device list and state may
+                                    # be those of a sound server that is gone; re-initialise before opening
 
 
 class CaptureError(TaggerError):
@@ -76,6 +86,52 @@ def refresh_devices() -> None:
     sd = sounddevice()
     sd._terminate()
     sd._initialize()
+    _stale.clear()
+
+
+def _finishes(call: Any, timeout_s: float, name: str) -> bool:
+    """Run call() on a daemon thread; True when it returned within timeout_s (its exceptions are logged).
+
+    For PortAudio calls that may never return: the caller goes on, the thread stays blocked on its own.
+    """
+    def run() -> None:
+        try:
+            call()
+        except Exception as e:  # noqa: BLE001 - the device may already be gone; nothing to do about it
+            log.debug("%s: %s", name, e)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return not thread.is_alive()
+
+
+def _abandon(stream: Any, sd: Any) -> None:
+    """Keep a stream that did not stop, and drop sounddevice's exit handler: at exit it would call
+    Pa_Terminate, which waits for the same lock, and the program would hang instead of ending."""
+    _abandoned.append(stream)
+    _stale.set()
+    exit_handler = getattr(sd, "_exit_handler", None)
+    if exit_handler is not None:
+        atexit.unregister(exit_handler)
+
+
+def _current(device: InputDevice) -> InputDevice:
+    """After a failure: re-initialise PortAudio and look `device` up again by name (its index and default
+    rate may have changed with the sound server); CaptureError when it is gone or PortAudio does not answer."""
+    if not _finishes(refresh_devices, STOP_WAIT_S * 5, "portaudio-reinit"):
+        raise CaptureError("the audio system (PortAudio) does not answer since the last input failed; "
+                           "restart the program to listen again (analysing files still works)")
+    devices = list_input_devices()
+    if not devices:
+        raise NoInputDeviceError(
+            f"no audio input device found: {device.name!r} is gone and PortAudio lists no other input; connect "
+            "one (or start the sound server) and try again, or analyse files with `analyze`")
+    for found in devices:
+        if found.name == device.name:
+            return found
+    listed = "; ".join(f"{d.index}: {d.name}" for d in devices)
+    raise CaptureError(f"input device {device.name!r} is gone; the inputs now are: {listed}")
 
 
 def list_input_devices() -> list[InputDevice]:
@@ -137,9 +193,11 @@ class Capture:
 
     def __init__(self, device: InputDevice, rate_hz: int | None = None, ring_s: float = RING_S,
                  stall_s: float = STALL_S):
+        self._sd = sounddevice()
+        if _stale.is_set():          # the last stream failed: its sound server may have restarted since
+            device = _current(device)
         self.device = device
         self.stall_s = stall_s
-        self._sd = sounddevice()
         if rate_hz is None:
             rate_hz = MODEL_RATE_HZ if _settings_ok(self._sd, device, MODEL_RATE_HZ, 1) else device.default_rate_hz
         self.rate_hz = int(rate_hz)
@@ -165,7 +223,12 @@ class Capture:
 
     def _finished(self) -> None:  # PortAudio thread: the stream stopped (by us, or the device went away)
         if not self.ring.ended and self._stream is not None and not self._stopping:
-            self.ring.close(error=self._lost_text("the stream stopped"))
+            self._lost("the stream stopped")
+
+    def _lost(self, what: str) -> None:
+        """The device went away: end the ring with the reason; the next Capture re-initialises PortAudio."""
+        _stale.set()
+        self.ring.close(error=self._lost_text(what))
 
     def start(self) -> None:
         """Open and start the stream; CaptureError with the device and the reason if that fails."""
@@ -179,6 +242,7 @@ class Capture:
             self._latency_s = float(self._stream.latency or 0.0)
         except Exception as e:  # PortAudioError, or ValueError for settings
             self._stream = None
+            _stale.set()
             raise CaptureError(f"could not open input device {self.device.name!r} at {self.rate_hz} Hz "
                                f"({e}); check that it is connected and not used exclusively by another "
                                "program, or pick another with --input") from None
@@ -194,24 +258,33 @@ class Capture:
         if self.ring.ended or self._stream is None:   # finished, or not started / already stopped
             return self.ring.error
         if not self._stream.active:
-            self.ring.close(error=self._lost_text("the stream is no longer active"))
+            self._lost("the stream is no longer active")
         elif self.ring.write_index != self._last_index:
             self._last_index, self._last_change = self.ring.write_index, time.monotonic()
         elif time.monotonic() - self._last_change > self.stall_s:
-            self.ring.close(error=self._lost_text(f"no audio for {self.stall_s:g} s"))
+            self._lost(f"no audio for {self.stall_s:g} s")
         return self.ring.error
 
     def stop(self, end_index: int | None = None) -> None:
-        """Stop the stream and end the ring at end_index (default: all captured). Never raises."""
+        """End the ring at end_index (default: all captured), then stop and close the stream.
+
+        Never raises and returns within about STOP_WAIT_S: a stream that PortAudio does not stop by then
+        (a dead sound server can leave it waiting forever) is abandoned on its helper thread.
+        """
         self._stopping = True
         self.ring.close(end_index)
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.stop()
-                stream.close()
-            except Exception as e:  # the device may already be gone
-                log.debug("closing the input stream: %s", e)
+        if stream is None:
+            return
+
+        def stop_and_close() -> None:
+            stream.stop()
+            stream.close()
+
+        if not _finishes(stop_and_close, STOP_WAIT_S, "portaudio-stop"):
+            log.warning("input device %r did not stop within %.1f s; its stream is abandoned and PortAudio "
+                        "is re-initialised before the next input opens", self.device.name, STOP_WAIT_S)
+            _abandon(stream, self._sd)
 
     def clock_start(self) -> datetime:
         """Tz-aware wall-clock time of stream sample 0 (for the clock_start export column only).
