@@ -42,8 +42,9 @@ STOP_WAIT_S = 1.0          # the longest Capture.stop() waits for PortAudio befo
 
 _abandoned: list[Any] = []          # streams whose stop/close never returned: referenced so they are never
                                     # collected (and closed again) while PortAudio is still inside them
-_stale = threading.Event()          # a stream failed or was abandoned: PortAudio's device list and state may
-                                    # be those of a sound server that is gone; re-initialise before opening
+_stale = threading.Event()          # a stream failed or was abandoned and none has started since: PortAudio's
+                                    # device list may be that of a sound server that is gone; re-initialise
+                                    # before each open until a stream starts again
 
 
 class CaptureError(TaggerError):
@@ -86,7 +87,6 @@ def refresh_devices() -> None:
     sd = sounddevice()
     sd._terminate()
     sd._initialize()
-    _stale.clear()
 
 
 def _finishes(call: Any, timeout_s: float, name: str) -> bool:
@@ -176,12 +176,13 @@ def find_input_device(spec: str | int | None = None) -> InputDevice:
     return matches[0]
 
 
-def _settings_ok(sd: Any, device: InputDevice, rate_hz: int, channels: int) -> bool:
+def _settings_error(sd: Any, device: InputDevice, rate_hz: int, channels: int) -> str | None:
+    """None when the device takes this float32 input, else PortAudio's reason."""
     try:
         sd.check_input_settings(device=device.index, samplerate=rate_hz, channels=channels, dtype="float32")
-        return True
-    except Exception:  # PortAudioError or ValueError: unsupported combination
-        return False
+        return None
+    except Exception as e:  # PortAudioError or ValueError: unsupported combination, or a device that is gone
+        return str(e) or type(e).__name__
 
 
 class Capture:
@@ -199,13 +200,15 @@ class Capture:
         self.device = device
         self.stall_s = stall_s
         if rate_hz is None:
-            rate_hz = MODEL_RATE_HZ if _settings_ok(self._sd, device, MODEL_RATE_HZ, 1) else device.default_rate_hz
+            takes_16k = _settings_error(self._sd, device, MODEL_RATE_HZ, 1) is None
+            rate_hz = MODEL_RATE_HZ if takes_16k else device.default_rate_hz
         self.rate_hz = int(rate_hz)
-        channels = [c for c in (1, min(2, device.max_channels), device.max_channels)
-                    if _settings_ok(self._sd, device, self.rate_hz, c)]
+        errors = {c: _settings_error(self._sd, device, self.rate_hz, c)
+                  for c in (1, min(2, device.max_channels), device.max_channels)}
+        channels = [c for c, error in errors.items() if error is None]
         if not channels:
-            raise CaptureError(f"input device {device.name!r} does not accept {self.rate_hz} Hz float32 input "
-                               f"(its default rate is {device.default_rate_hz} Hz); choose another rate or device")
+            _stale.set()             # refused even its own rate: the device may be gone with its server
+            raise CaptureError(self._refusal(errors[1]))
         self.channels = channels[0]
         self.ring = RingBuffer.for_seconds(ring_s, self.rate_hz)
         self.input_overflows = 0     # PortAudio reported input overflow (audio lost before us)
@@ -215,6 +218,15 @@ class Capture:
         self._last_index, self._last_change = 0, 0.0
         self._stopping = False
         self._latency_s = 0.0
+
+    def _refusal(self, error: str) -> str:
+        """Why the device takes no input at self.rate_hz, in words."""
+        name = self.device.name
+        if self.rate_hz == self.device.default_rate_hz:
+            return (f"input device {name!r} cannot be opened ({error}); it was probably unplugged, is used "
+                    "exclusively by another program, or its sound server stopped; check it and try again")
+        return (f"input device {name!r} does not accept {self.rate_hz} Hz float32 input ({error}; its default "
+                f"rate is {self.device.default_rate_hz} Hz); choose another rate or device")
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         self.ring.write(indata)                     # (frames, channels) -> mono, into the ring
@@ -240,6 +252,7 @@ class Capture:
             self._started_wall, self._started_perf = datetime.now(timezone.utc), time.perf_counter()
             self._stream.start()
             self._latency_s = float(self._stream.latency or 0.0)
+            _stale.clear()
         except Exception as e:  # PortAudioError, or ValueError for settings
             self._stream = None
             _stale.set()

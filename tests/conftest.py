@@ -44,12 +44,14 @@ def vmic(command: str, *args: str, timeout: float = 300) -> subprocess.Completed
 
 @pytest.fixture(scope="session")
 def virtual_mic():
-    """The shared virtual microphone (a private PulseAudio), started here and stopped at the end."""
+    """The shared virtual microphone (a private PulseAudio), started here; stopped at the end only if it was
+    not running before (other test runs on this machine may be using it)."""
     if not VMIC.exists():
         pytest.skip(f"no virtual microphone script at {VMIC}")
     if os.geteuid() != 0:
         pytest.skip("the virtual microphone needs root (it installs PulseAudio and writes /etc/pulse)")
     try:
+        was_running = "vmic" in vmic("status").stdout.split()
         started = vmic("start")
     except (OSError, subprocess.TimeoutExpired) as e:
         pytest.skip(f"the virtual microphone could not start: {e}")
@@ -61,8 +63,10 @@ def virtual_mic():
         capture.refresh_devices()           # PortAudio may have been initialised before the server existed
         capture.find_input_device()
     except CaptureError as e:
-        vmic("stop")
+        if not was_running:
+            vmic("stop")
         pytest.skip(f"PortAudio sees no input through the virtual microphone: {e}")
     yield VMIC
-    vmic("stop")
-    capture.refresh_devices()
+    if not was_running:
+        vmic("stop")
+        capture.refresh_devices()
