@@ -1,10 +1,11 @@
 """The seam between Qt and core: workers that drive core objects off the GUI thread.
 
-Threads: `ModelLoader` (and `HubDownloader`, which downloads a Hub model first) and `AnalysisWorker` are QThreads; a live session is core.session.LiveSession (the
-one `listen` drives too: a source whose audio thread writes its ring, and a StreamingTagger on its own
-thread); `SystemAudio` and `FileAudio` are the sources the window can open. None of them touches a widget:
-each puts small immutable messages (frozen dataclasses, array copies) on its own `queue.Queue`, which the
-GUI thread drains on its ~30 Hz timer (MainWindow). The GUI thread never runs the model or a decoder.
+Threads: `ModelLoader` (and `HubDownloader`, which downloads a Hub model first) and `AnalysisWorker` are
+QThreads; a live session is core.session.LiveSession (the one `listen` drives too: a source whose audio
+thread writes its ring, and a StreamingTagger on its own thread); `SystemAudio` and `FileAudio` are the
+sources the window can open. None of them touches a widget: each puts small immutable messages (frozen
+dataclasses, array copies) on its own `queue.Queue`, which the GUI thread drains on its ~30 Hz timer
+(MainWindow). The GUI thread never runs the model or a decoder.
 """
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ from core.session import AudioSource
 from core.timeline import Timeline
 from app.spectrogram_view import quantize, spectrogram_levels
 
-__all__ = ["ModelReady", "ModelFailed", "ModelLoader", "DownloadProgress", "HubDownloader", "model_loader", "SystemAudio", "FileAudio", "JobProgress", "JobDone",
-           "JobFailed", "AnalysisWorker", "set_cpu_threads", "MAX_DISPLAY_COLUMNS"]
+__all__ = ["ModelReady", "ModelFailed", "ModelLoader", "DownloadProgress", "HubDownloader", "model_loader",
+           "SystemAudio", "FileAudio", "JobProgress", "JobDone", "JobFailed", "AnalysisWorker", "set_cpu_threads",
+           "MAX_DISPLAY_COLUMNS"]
 
 log = logging.getLogger(__name__)
 

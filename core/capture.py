@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -39,9 +39,14 @@ MODEL_RATE_HZ = 16000      # what the tagger consumes; devices at other rates ar
 RING_S = 30.0              # seconds of audio the ring keeps for the tagger to catch up
 STALL_S = 5.0              # no audio for this long from an "active" stream counts as a lost device
 STOP_WAIT_S = 1.0          # the longest Capture.stop() waits for PortAudio before abandoning the stream
+REINIT_WAIT_S = 5.0        # the longest a re-initialisation of PortAudio may take (ALSA probes every card)
+
+NOT_ANSWERING = ("the audio system (PortAudio) does not answer since an input failed; restart the program to "
+                 "listen again (analysing files still works)")
 
 _abandoned: list[Any] = []          # streams whose stop/close never returned: referenced so they are never
                                     # collected (and closed again) while PortAudio is still inside them
+_reinit: _PortAudioCall | None = None   # the last re-initialisation of PortAudio (refresh_devices)
 _stale = threading.Event()          # a stream failed or was abandoned and none has started since: PortAudio's
                                     # device list may be that of a sound server that is gone; re-initialise
                                     # before each open until a stream starts again
@@ -82,28 +87,47 @@ class InputDevice:
 def refresh_devices() -> None:
     """Re-initialise PortAudio so devices (or a sound server) that appeared since start-up are seen.
 
-    Only call it while no stream is open.
+    Only call it while no stream is open. Bounded like Capture.stop: Pa_Terminate closes the streams
+    PortAudio still holds, and one abandoned by Capture.stop can keep it waiting; then this raises a
+    CaptureError after REINIT_WAIT_S (and again at once while that re-initialisation is still stuck).
     """
+    global _reinit
+    if _reinit is not None and _reinit.is_alive():
+        raise CaptureError(NOT_ANSWERING)
     sd = sounddevice()
-    sd._terminate()
-    sd._initialize()
+
+    def reinit() -> None:
+        sd._terminate()
+        sd._initialize()
+
+    _reinit = _PortAudioCall(reinit, "portaudio-reinit")
+    if not _reinit.returned(REINIT_WAIT_S):
+        raise CaptureError(NOT_ANSWERING)
 
 
-def _finishes(call: Any, timeout_s: float, name: str) -> bool:
-    """Run call() on a daemon thread; True when it returned within timeout_s (its exceptions are logged).
+class _PortAudioCall(threading.Thread):
+    """A PortAudio call that may never return (a dead sound server), started on a daemon thread."""
 
-    For PortAudio calls that may never return: the caller goes on, the thread stays blocked on its own.
-    """
-    def run() -> None:
+    def __init__(self, call: Callable[[], object], name: str):
+        super().__init__(name=name, daemon=True)
+        self._call, self._error = call, None
+        self.start()
+
+    def run(self) -> None:
         try:
-            call()
-        except Exception as e:  # noqa: BLE001 - the device may already be gone; nothing to do about it
-            log.debug("%s: %s", name, e)
+            self._call()
+        except Exception as e:  # noqa: BLE001 - handed to the caller in returned()
+            self._error = e
 
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    return not thread.is_alive()
+    def returned(self, timeout_s: float) -> bool:
+        """Wait up to timeout_s: True when the call returned (its exception is raised here), False when it is
+        still inside PortAudio, where it is left to return on its own."""
+        self.join(timeout_s)
+        if self.is_alive():
+            return False
+        if self._error is not None:
+            raise self._error
+        return True
 
 
 def _abandon(stream: Any, sd: Any) -> None:
@@ -119,9 +143,7 @@ def _abandon(stream: Any, sd: Any) -> None:
 def _current(device: InputDevice) -> InputDevice:
     """After a failure: re-initialise PortAudio and look `device` up again by name (its index and default
     rate may have changed with the sound server); CaptureError when it is gone or PortAudio does not answer."""
-    if not _finishes(refresh_devices, STOP_WAIT_S * 5, "portaudio-reinit"):
-        raise CaptureError("the audio system (PortAudio) does not answer since the last input failed; "
-                           "restart the program to listen again (analysing files still works)")
+    refresh_devices()
     devices = list_input_devices()
     if not devices:
         raise NoInputDeviceError(
@@ -207,7 +229,8 @@ class Capture:
                   for c in (1, min(2, device.max_channels), device.max_channels)}
         channels = [c for c, error in errors.items() if error is None]
         if not channels:
-            _stale.set()             # refused even its own rate: the device may be gone with its server
+            if self.rate_hz == device.default_rate_hz:   # refused its own rate: gone with its server?
+                _stale.set()
             raise CaptureError(self._refusal(errors[1]))
         self.channels = channels[0]
         self.ring = RingBuffer.for_seconds(ring_s, self.rate_hz)
@@ -294,7 +317,12 @@ class Capture:
             stream.stop()
             stream.close()
 
-        if not _finishes(stop_and_close, STOP_WAIT_S, "portaudio-stop"):
+        try:
+            stopped = _PortAudioCall(stop_and_close, "portaudio-stop").returned(STOP_WAIT_S)
+        except Exception as e:  # noqa: BLE001 - the device may already be gone; nothing to do about it
+            log.debug("closing the input stream: %s", e)
+            return
+        if not stopped:
             log.warning("input device %r did not stop within %.1f s; its stream is abandoned and PortAudio "
                         "is re-initialised before the next input opens", self.device.name, STOP_WAIT_S)
             _abandon(stream, self._sd)

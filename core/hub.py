@@ -35,7 +35,7 @@ Progress = Callable[[int, int], None]     # (bytes done, bytes in all), on the d
 
 
 class DownloadCancelled(TaggerError):
-    """The download was cancelled; nothing new is in the cache (a file is complete or absent)."""
+    """The download was cancelled: the files finished before stay in the cache, the one in flight is not kept."""
 
 
 def _hub():

@@ -173,6 +173,7 @@ def fake_sd(monkeypatch):
     monkeypatch.setattr(capture, "sounddevice", lambda: sd)
     monkeypatch.setattr(capture, "_stale", threading.Event())    # what fakes fail stays with the fakes
     monkeypatch.setattr(capture, "_abandoned", [])
+    monkeypatch.setattr(capture, "_reinit", None)
     return sd
 
 
@@ -361,3 +362,23 @@ def test_a_live_session_closes_in_bounded_time_and_off_the_calling_thread(hangin
     assert not closing.is_alive() and time.monotonic() - t0 < 1.5
     assert session.tagger.join(0) and len(capture._abandoned) == 1
     assert sf.info(tmp_path / "heard.wav").frames == recorder.num_samples > 0   # the recording is closed
+
+
+def test_refreshing_the_devices_is_bounded_while_portaudio_hangs(fake_sd, monkeypatch):
+    release = threading.Event()
+    fake_sd._terminate = release.wait                      # Pa_Terminate waits on an abandoned stream
+    monkeypatch.setattr(capture, "REINIT_WAIT_S", 0.3)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(CaptureError, match=r"PortAudio\) does not answer since an input failed; restart"):
+            capture.refresh_devices()
+        assert 0.3 <= time.monotonic() - t0 < 1.0
+        t0 = time.monotonic()
+        with pytest.raises(CaptureError, match="does not answer"):
+            capture.refresh_devices()                      # no second Pa_Terminate beside the stuck one
+        assert time.monotonic() - t0 < 0.1
+        assert sum(t.name == "portaudio-reinit" for t in threading.enumerate()) == 1
+    finally:
+        release.set()
+    capture._reinit.join(1)
+    capture.refresh_devices()                              # answered at last: it works again
