@@ -1,5 +1,6 @@
 """Side controls: the label panel (search filter, pins, per-label thresholds), the export dialog and the
-question asked before results that were never saved are lost.
+question asked before results that were never saved are lost, and the first start's offer of the AudioSet
+model.
 
 GUI thread only.
 """
@@ -12,10 +13,11 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.export import FORMATS
+from core.hub import AUDIOSET_MB
 from core.labels import LabelSet
 from app.document import Document
 
-__all__ = ["LabelPanel", "ExportDialog", "ExportRequest", "FORMAT_TITLES", "ask_unsaved"]
+__all__ = ["LabelPanel", "ExportDialog", "ExportRequest", "FORMAT_TITLES", "ask_unsaved", "offer_audioset"]
 
 FORMAT_TITLES = {
     "tags": "Tags CSV (events, the main table)",
@@ -266,3 +268,20 @@ def ask_unsaved(parent: QtWidgets.QWidget, what: list[str], action: str) -> QtWi
     box.setDefaultButton(QtWidgets.QMessageBox.StandardButton.Save)
     box.setEscapeButton(QtWidgets.QMessageBox.StandardButton.Cancel)
     return QtWidgets.QMessageBox.StandardButton(box.exec())
+
+
+def offer_audioset(parent: QtWidgets.QWidget | None) -> bool:
+    """The first start's question: download the released AudioSet model now? True for yes; either way the
+    model picker offers it later."""
+    box = QtWidgets.QMessageBox(
+        QtWidgets.QMessageBox.Icon.Question, "Download the AudioSet model?",
+        "The shipped model knows speech and the 50 ESC-50 sounds (animals, nature, household, urban).\n\n"
+        "The released AST AudioSet model knows 527 sounds, music and instruments among them. It is a "
+        f"{AUDIOSET_MB} MB download from huggingface.co, made once, and it runs slower on the CPU.\n\n"
+        "Download it now? (Later: Model ▸ AST AudioSet (527 labels).)",
+        QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No, parent)
+    box.setObjectName("audioset-offer")
+    box.button(QtWidgets.QMessageBox.StandardButton.Yes).setText(f"Download ({AUDIOSET_MB} MB)")
+    box.button(QtWidgets.QMessageBox.StandardButton.No).setText("Use the shipped model")
+    box.setDefaultButton(QtWidgets.QMessageBox.StandardButton.No)
+    return box.exec() == QtWidgets.QMessageBox.StandardButton.Yes

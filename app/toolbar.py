@@ -11,13 +11,19 @@ from pathlib import Path
 import torch
 from PySide6 import QtCore, QtWidgets
 
+from core.hub import AUDIOSET_MB, AUDIOSET_REPO
 from core.modelfile import DEFAULT_MODEL_NAME, shipped_models
 from app.document import Document
 from app.settings import AppSettings
 
-__all__ = ["RunBar", "OPEN_MODEL", "OPEN_HF_DIR"]
+__all__ = ["RunBar", "OPEN_MODEL", "OPEN_HF_DIR", "HUB_MODELS"]
 
 OPEN_MODEL, OPEN_HF_DIR = "\x00file", "\x00dir"     # model_box entries that open a file dialog
+# Released models the picker offers by Hub id (app.workers.model_loader downloads them once, with progress)
+HUB_MODELS = {AUDIOSET_REPO: ("AST AudioSet (527 labels)",
+                              f"The released AST AudioSet checkpoint ({AUDIOSET_REPO}): 527 sound classes. "
+                              f"Downloaded once from huggingface.co ({AUDIOSET_MB} MB) into the Hugging Face "
+                              "cache, then loaded from there")}
 
 
 class RunBar(QtWidgets.QToolBar):
@@ -28,8 +34,9 @@ class RunBar(QtWidgets.QToolBar):
         self.setMovable(False)
         self.model_box = QtWidgets.QComboBox()
         self.model_box.setMinimumWidth(220)
-        self.model_box.setToolTip("The model that tags: the shipped default, a model file (.safetensors), "
-                                  "a Hugging Face AST directory or an original AST .pth")
+        self.model_box.setToolTip("The model that tags: the shipped default, the released AST AudioSet model "
+                                  "(downloaded once), a model file (.safetensors), a Hugging Face AST "
+                                  "directory or an original AST .pth")
         self.compute_box = QtWidgets.QComboBox()
         for text, key in (("Auto", "auto"), ("CPU", "cpu"), ("GPU", "cuda")):
             self.compute_box.addItem(text, key)
@@ -66,14 +73,20 @@ class RunBar(QtWidgets.QToolBar):
         self.off.setValue(self.document.off_threshold)     # e.g. taken down to a lower on
 
     def fill_models(self, recent: list[str], current: str) -> None:
-        """Shipped models, recently used files and directories, then the two 'Open…' entries."""
+        """Shipped models, the released Hub models, recently used files and directories, then the two
+        'Open…' entries."""
         box = self.model_box
         box.clear()
         box.addItem("Default (shipped)", "")
         for name in shipped_models():
             if name != DEFAULT_MODEL_NAME:
                 box.addItem(f"{name} (shipped)", name)
+        for repo_id, (text, tip) in HUB_MODELS.items():
+            box.addItem(text, repo_id)
+            box.setItemData(box.count() - 1, tip, QtCore.Qt.ItemDataRole.ToolTipRole)
         for spec in recent:
+            if spec in HUB_MODELS:
+                continue
             box.addItem(Path(spec).name or spec, spec)
             box.setItemData(box.count() - 1, spec, QtCore.Qt.ItemDataRole.ToolTipRole)
         box.addItem("Open model file…", OPEN_MODEL)

@@ -1,12 +1,12 @@
 """The seam between Qt and core: workers that drive core objects off the GUI thread.
 
-Threads: `ModelLoader` and `AnalysisWorker` are QThreads; a live session is core.session.LiveSession (the
-one `listen` drives too: a source whose audio thread writes its ring, and a StreamingTagger on its own
-thread), and `LiveControl`'s thread makes every call of it that can block (open, start, stop, finish);
-`SystemAudio` and `FileAudio` are the sources the window can open. None of them touches a widget: each
-puts small immutable messages (frozen dataclasses, array copies) on its own `queue.Queue`, which the GUI
-thread drains on its ~30 Hz timer (MainWindow). The GUI thread never runs the model or a decoder, and never
-waits on PortAudio, the disk or another thread.
+Threads: `ModelLoader` (and `HubDownloader`, which downloads a Hub model first) and `AnalysisWorker` are
+QThreads; a live session is core.session.LiveSession (the one `listen` drives too: a source whose audio
+thread writes its ring, and a StreamingTagger on its own thread), and `LiveControl`'s thread makes every call
+of it that can block (open, start, stop, finish); `SystemAudio` and `FileAudio` are the sources the window
+can open. None of them touches a widget: each puts small immutable messages (frozen dataclasses, array
+copies) on its own `queue.Queue`, which the GUI thread drains on its ~30 Hz timer (MainWindow). The GUI
+thread never runs the model or a decoder, and never waits on PortAudio, the disk or another thread.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from core.audio_io import probe
 from core.capture import Capture, FilePlayback, InputDevice, list_input_devices, refresh_devices
 from core.config import EventConfig
 from core.errors import TaggerError
+from core.hub import DownloadCancelled, download, is_hub_id
 from core.modelfile import LoadedModel, load_model
 from core.scorer import Scorer
 from core.session import AudioSource, LiveResult, LiveSession, new_recording
@@ -38,9 +39,9 @@ from core.tagger import TaggerEnd
 from core.timeline import Timeline
 from app.spectrogram_view import quantize, spectrogram_levels
 
-__all__ = ["ModelReady", "ModelFailed", "ModelLoader", "SystemAudio", "FileAudio", "LiveRequest", "LiveStarted",
-           "LiveStartFailed", "LiveFinished", "LiveControl", "JobProgress", "JobDone", "JobFailed", "AnalysisWorker",
-           "set_cpu_threads", "pending", "MAX_DISPLAY_COLUMNS"]
+__all__ = ["ModelReady", "ModelFailed", "ModelLoader", "DownloadProgress", "HubDownloader", "model_loader",
+           "SystemAudio", "FileAudio", "LiveRequest", "LiveStarted", "LiveStartFailed", "LiveFinished", "LiveControl",
+           "JobProgress", "JobDone", "JobFailed", "AnalysisWorker", "set_cpu_threads", "pending", "MAX_DISPLAY_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,15 @@ class ModelFailed:
     request: int
     spec: str
     message: str
+    cancelled: bool = False   # the user cancelled its download (HubDownloader.cancel)
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    request: int
+    spec: str                # the Hub id being downloaded
+    done_bytes: int
+    total_bytes: int
 
 
 class ModelLoader(QThread):
@@ -110,6 +120,48 @@ class ModelLoader(QThread):
         except Exception as e:  # noqa: BLE001 - any failure is shown in the window; the old model stays
             log.warning("loading model %r failed: %s", self.spec, e)
             self.results.put(ModelFailed(self.request, self.spec, _message(e)))
+
+
+class HubDownloader(ModelLoader):
+    """A ModelLoader for a Hub id (`MIT/ast-finetuned-audioset-10-10-0.4593`): downloads the model into the
+    Hugging Face cache first, putting DownloadProgress on `results` (at most every PROGRESS_EVERY_S), then
+    loads it from there; a model already cached loads at once with no request. cancel() (any thread) stops
+    the download within one chunk: ModelFailed with cancelled=True."""
+
+    PROGRESS_EVERY_S = 0.1
+
+    def __init__(self, spec: str, device: str, results: queue.Queue):
+        super().__init__(spec, device, results)
+        self._cancel = threading.Event()
+        self._last_progress = 0.0
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def _progress(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= self.PROGRESS_EVERY_S or done >= total:
+            self._last_progress = now
+            self.results.put(DownloadProgress(self.request, self.spec, done, total))
+
+    def run(self) -> None:
+        try:
+            if not Path(self.spec).expanduser().exists():     # a local folder of that name comes first
+                download(self.spec, self._progress, self._cancel)
+        except DownloadCancelled as e:
+            self.results.put(ModelFailed(self.request, self.spec, str(e), cancelled=True))
+            return
+        except Exception as e:  # noqa: BLE001 - shown in the window; the old model stays
+            log.warning("downloading model %r failed: %s", self.spec, e)
+            self.results.put(ModelFailed(self.request, self.spec, _message(e)))
+            return
+        super().run()             # load_model(spec) finds every file in the cache now
+
+
+def model_loader(spec: str, device: str, results: queue.Queue) -> ModelLoader:
+    """The loader for what the user picked: a HubDownloader for a Hub id that is not a local path (checked
+    on the worker), else a ModelLoader. Not started."""
+    return (HubDownloader if is_hub_id(spec) else ModelLoader)(spec, device, results)
 
 
 # ------------------------------------------------------------------------------------------------ live

@@ -2,7 +2,10 @@
 
 Threads: `list_input_devices`, `find_input_device` and `Capture.start/check/stop` run on the thread that
 controls the session (CLI main thread or a GUI worker). `Capture._callback` runs on PortAudio's audio
-thread and only downmixes into the RingBuffer and counts overflows. `CaptureReader` belongs to the
+thread and only downmixes into the RingBuffer and counts overflows. PortAudio's stop/close can hang when
+the sound server dies under a stream (its audio thread holds a lock the stop waits for), so `stop` runs them
+on a helper thread and gives up after STOP_WAIT_S; after any failure the next Capture re-initialises
+PortAudio and looks its device up again by name. `CaptureReader` belongs to the
 consumer thread (the tagger): it reads the ring and, when the device runs at another rate, resamples
 to 16 kHz with core.audio_io.StreamingResampler, whose output equals one-shot resampling for any chunking.
 
@@ -11,6 +14,7 @@ CaptureError with a clear message while the rest of the program (file analysis) 
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import threading
@@ -18,7 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -34,6 +38,18 @@ log = logging.getLogger(__name__)
 MODEL_RATE_HZ = 16000      # what the tagger consumes; devices at other rates are resampled on the reader side
 RING_S = 30.0              # seconds of audio the ring keeps for the tagger to catch up
 STALL_S = 5.0              # no audio for this long from an "active" stream counts as a lost device
+STOP_WAIT_S = 1.0          # the longest Capture.stop() waits for PortAudio before abandoning the stream
+REINIT_WAIT_S = 5.0        # the longest a re-initialisation of PortAudio may take (ALSA probes every card)
+
+NOT_ANSWERING = ("the audio system (PortAudio) does not answer since an input failed; restart the program to "
+                 "listen again (analysing files still works)")
+
+_abandoned: list[Any] = []          # streams whose stop/close never returned: referenced so they are never
+                                    # collected (and closed again) while PortAudio is still inside them
+_reinit: _PortAudioCall | None = None   # the last re-initialisation of PortAudio (refresh_devices)
+_stale = threading.Event()          # a stream failed or was abandoned and none has started since: PortAudio's
+                                    # device list may be that of a sound server that is gone; re-initialise
+                                    # before each open until a stream starts again
 
 
 class CaptureError(TaggerError):
@@ -71,11 +87,73 @@ class InputDevice:
 def refresh_devices() -> None:
     """Re-initialise PortAudio so devices (or a sound server) that appeared since start-up are seen.
 
-    Only call it while no stream is open.
+    Only call it while no stream is open. Bounded like Capture.stop: Pa_Terminate closes the streams
+    PortAudio still holds, and one abandoned by Capture.stop can keep it waiting; then this raises a
+    CaptureError after REINIT_WAIT_S (and again at once while that re-initialisation is still stuck).
     """
+    global _reinit
+    if _reinit is not None and _reinit.is_alive():
+        raise CaptureError(NOT_ANSWERING)
     sd = sounddevice()
-    sd._terminate()
-    sd._initialize()
+
+    def reinit() -> None:
+        sd._terminate()
+        sd._initialize()
+
+    _reinit = _PortAudioCall(reinit, "portaudio-reinit")
+    if not _reinit.returned(REINIT_WAIT_S):
+        raise CaptureError(NOT_ANSWERING)
+
+
+class _PortAudioCall(threading.Thread):
+    """A PortAudio call that may never return (a dead sound server), started on a daemon thread."""
+
+    def __init__(self, call: Callable[[], object], name: str):
+        super().__init__(name=name, daemon=True)
+        self._call, self._error = call, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._call()
+        except Exception as e:  # noqa: BLE001 - handed to the caller in returned()
+            self._error = e
+
+    def returned(self, timeout_s: float) -> bool:
+        """Wait up to timeout_s: True when the call returned (its exception is raised here), False when it is
+        still inside PortAudio, where it is left to return on its own."""
+        self.join(timeout_s)
+        if self.is_alive():
+            return False
+        if self._error is not None:
+            raise self._error
+        return True
+
+
+def _abandon(stream: Any, sd: Any) -> None:
+    """Keep a stream that did not stop, and drop sounddevice's exit handler: at exit it would call
+    Pa_Terminate, which waits for the same lock, and the program would hang instead of ending."""
+    _abandoned.append(stream)
+    _stale.set()
+    exit_handler = getattr(sd, "_exit_handler", None)
+    if exit_handler is not None:
+        atexit.unregister(exit_handler)
+
+
+def _current(device: InputDevice) -> InputDevice:
+    """After a failure: re-initialise PortAudio and look `device` up again by name (its index and default
+    rate may have changed with the sound server); CaptureError when it is gone or PortAudio does not answer."""
+    refresh_devices()
+    devices = list_input_devices()
+    if not devices:
+        raise NoInputDeviceError(
+            f"no audio input device found: {device.name!r} is gone and PortAudio lists no other input; connect "
+            "one (or start the sound server) and try again, or analyse files with `analyze`")
+    for found in devices:
+        if found.name == device.name:
+            return found
+    listed = "; ".join(f"{d.index}: {d.name}" for d in devices)
+    raise CaptureError(f"input device {device.name!r} is gone; the inputs now are: {listed}")
 
 
 def list_input_devices() -> list[InputDevice]:
@@ -120,12 +198,13 @@ def find_input_device(spec: str | int | None = None) -> InputDevice:
     return matches[0]
 
 
-def _settings_ok(sd: Any, device: InputDevice, rate_hz: int, channels: int) -> bool:
+def _settings_error(sd: Any, device: InputDevice, rate_hz: int, channels: int) -> str | None:
+    """None when the device takes this float32 input, else PortAudio's reason."""
     try:
         sd.check_input_settings(device=device.index, samplerate=rate_hz, channels=channels, dtype="float32")
-        return True
-    except Exception:  # PortAudioError or ValueError: unsupported combination
-        return False
+        return None
+    except Exception as e:  # PortAudioError or ValueError: unsupported combination, or a device that is gone
+        return str(e) or type(e).__name__
 
 
 class Capture:
@@ -137,17 +216,22 @@ class Capture:
 
     def __init__(self, device: InputDevice, rate_hz: int | None = None, ring_s: float = RING_S,
                  stall_s: float = STALL_S):
+        self._sd = sounddevice()
+        if _stale.is_set():          # the last stream failed: its sound server may have restarted since
+            device = _current(device)
         self.device = device
         self.stall_s = stall_s
-        self._sd = sounddevice()
         if rate_hz is None:
-            rate_hz = MODEL_RATE_HZ if _settings_ok(self._sd, device, MODEL_RATE_HZ, 1) else device.default_rate_hz
+            takes_16k = _settings_error(self._sd, device, MODEL_RATE_HZ, 1) is None
+            rate_hz = MODEL_RATE_HZ if takes_16k else device.default_rate_hz
         self.rate_hz = int(rate_hz)
-        channels = [c for c in (1, min(2, device.max_channels), device.max_channels)
-                    if _settings_ok(self._sd, device, self.rate_hz, c)]
+        errors = {c: _settings_error(self._sd, device, self.rate_hz, c)
+                  for c in (1, min(2, device.max_channels), device.max_channels)}
+        channels = [c for c, error in errors.items() if error is None]
         if not channels:
-            raise CaptureError(f"input device {device.name!r} does not accept {self.rate_hz} Hz float32 input "
-                               f"(its default rate is {device.default_rate_hz} Hz); choose another rate or device")
+            if self.rate_hz == device.default_rate_hz:   # refused its own rate: gone with its server?
+                _stale.set()
+            raise CaptureError(self._refusal(errors[1]))
         self.channels = channels[0]
         self.ring = RingBuffer.for_seconds(ring_s, self.rate_hz)
         self.input_overflows = 0     # PortAudio reported input overflow (audio lost before us)
@@ -158,6 +242,15 @@ class Capture:
         self._stopping = False
         self._latency_s = 0.0
 
+    def _refusal(self, error: str) -> str:
+        """Why the device takes no input at self.rate_hz, in words."""
+        name = self.device.name
+        if self.rate_hz == self.device.default_rate_hz:
+            return (f"input device {name!r} cannot be opened ({error}); it was probably unplugged, is used "
+                    "exclusively by another program, or its sound server stopped; check it and try again")
+        return (f"input device {name!r} does not accept {self.rate_hz} Hz float32 input ({error}; its default "
+                f"rate is {self.device.default_rate_hz} Hz); choose another rate or device")
+
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         self.ring.write(indata)                     # (frames, channels) -> mono, into the ring
         if status.input_overflow:
@@ -165,7 +258,12 @@ class Capture:
 
     def _finished(self) -> None:  # PortAudio thread: the stream stopped (by us, or the device went away)
         if not self.ring.ended and self._stream is not None and not self._stopping:
-            self.ring.close(error=self._lost_text("the stream stopped"))
+            self._lost("the stream stopped")
+
+    def _lost(self, what: str) -> None:
+        """The device went away: end the ring with the reason; the next Capture re-initialises PortAudio."""
+        _stale.set()
+        self.ring.close(error=self._lost_text(what))
 
     def start(self) -> None:
         """Open and start the stream; CaptureError with the device and the reason if that fails."""
@@ -177,8 +275,10 @@ class Capture:
             self._started_wall, self._started_perf = datetime.now(timezone.utc), time.perf_counter()
             self._stream.start()
             self._latency_s = float(self._stream.latency or 0.0)
+            _stale.clear()
         except Exception as e:  # PortAudioError, or ValueError for settings
             self._stream = None
+            _stale.set()
             raise CaptureError(f"could not open input device {self.device.name!r} at {self.rate_hz} Hz "
                                f"({e}); check that it is connected and not used exclusively by another "
                                "program, or pick another with --input") from None
@@ -194,24 +294,38 @@ class Capture:
         if self.ring.ended or self._stream is None:   # finished, or not started / already stopped
             return self.ring.error
         if not self._stream.active:
-            self.ring.close(error=self._lost_text("the stream is no longer active"))
+            self._lost("the stream is no longer active")
         elif self.ring.write_index != self._last_index:
             self._last_index, self._last_change = self.ring.write_index, time.monotonic()
         elif time.monotonic() - self._last_change > self.stall_s:
-            self.ring.close(error=self._lost_text(f"no audio for {self.stall_s:g} s"))
+            self._lost(f"no audio for {self.stall_s:g} s")
         return self.ring.error
 
     def stop(self, end_index: int | None = None) -> None:
-        """Stop the stream and end the ring at end_index (default: all captured). Never raises."""
+        """End the ring at end_index (default: all captured), then stop and close the stream.
+
+        Never raises and returns within about STOP_WAIT_S: a stream that PortAudio does not stop by then
+        (a dead sound server can leave it waiting forever) is abandoned on its helper thread.
+        """
         self._stopping = True
         self.ring.close(end_index)
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.stop()
-                stream.close()
-            except Exception as e:  # the device may already be gone
-                log.debug("closing the input stream: %s", e)
+        if stream is None:
+            return
+
+        def stop_and_close() -> None:
+            stream.stop()
+            stream.close()
+
+        try:
+            stopped = _PortAudioCall(stop_and_close, "portaudio-stop").returned(STOP_WAIT_S)
+        except Exception as e:  # noqa: BLE001 - the device may already be gone; nothing to do about it
+            log.debug("closing the input stream: %s", e)
+            return
+        if not stopped:
+            log.warning("input device %r did not stop within %.1f s; its stream is abandoned and PortAudio "
+                        "is re-initialised before the next input opens", self.device.name, STOP_WAIT_S)
+            _abandon(stream, self._sd)
 
     def clock_start(self) -> datetime:
         """Tz-aware wall-clock time of stream sample 0 (for the clock_start export column only).

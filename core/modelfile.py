@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save
 
 from core.atomic import atomic_write
 from core.config import FeatureConfig, ModelConfig, from_dict, to_json
+from core import hub
 from core.errors import ConfigError, ModelFileError
 from core.labels import ASSETS, LabelSet, audioset_labels
 from core.model import AST
@@ -444,26 +445,6 @@ def _build(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -> AST:
     return model.eval()
 
 
-def _hub_dir(repo_id: str) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as e:
-        raise ModelFileError(f"'{repo_id}' looks like a Hugging Face Hub id, but huggingface_hub is not "
-                             "installed (pip install huggingface_hub)") from e
-    patterns = ["config.json", "preprocessor_config.json", "model.safetensors"]
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns))
-    except Exception as online_error:  # noqa: BLE001 - network, auth and cache errors all land here
-        try:
-            return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-        except Exception:  # noqa: BLE001
-            raise ModelFileError(
-                f"cannot fetch the Hugging Face model '{repo_id}' ({type(online_error).__name__}) and it is "
-                "not in the local cache. Download it on a machine with internet "
-                f"(`hf download {repo_id}` or git clone https://huggingface.co/{repo_id}) and pass the "
-                "directory with --model PATH") from online_error
-
-
 def shipped_models() -> dict[str, Path]:
     """Models in assets/models by name (file stem)."""
     return {p.stem: p for p in sorted(MODELS_DIR.glob("*.safetensors"))}
@@ -499,8 +480,8 @@ def load_model(spec: str | Path | None = None, num_frames: int | None = None) ->
                 loaded = _load_pth(path)
             else:
                 loaded = _load_ours(path)
-        elif re.fullmatch(r"[\w.-]+/[\w.-]+", str(spec)) and not str(spec).startswith((".", "/")):
-            loaded = _load_hf_dir(_hub_dir(str(spec)), name=str(spec))
+        elif hub.is_hub_id(str(spec)):
+            loaded = _load_hf_dir(hub.download(str(spec)), name=str(spec))   # from the cache, or the Hub once
         else:
             raise ModelFileError(f"model '{spec}' not found: not a file, a directory, a shipped model "
                                  f"({', '.join(shipped_models()) or 'none shipped'}) or a Hub id (owner/name)")

@@ -7,7 +7,9 @@ on their own arguments and put copies on `results`. Everything else (start, stop
 finish) belongs to one consumer thread at a time: the CLI's main thread, or in the window the GUI thread
 (add, timeline) and its live-control thread (start, stop, finish, close: the calls that can block), which
 hand the session over rather than share it. The consumer drains `results` (LiveFrames, TagFrame, a
-RecordingStopped if the recording fails, then one TaggerEnd) and hands each TagFrame to `add`.
+RecordingStopped if the recording fails, then one TaggerEnd) and hands each TagFrame to `add`. `close` is
+bounded (a source that hangs in PortAudio is abandoned, a tagger that does not stop is left behind), and a
+thread that must not wait even that long hands the session to `close_in_background`.
 
 `LiveTimeline` applies the event rule of file analysis (core.events) as frames arrive. An event is
 returned once it is final, i.e. no later window can change it: its run of windows has ended (the median
@@ -24,6 +26,8 @@ import logging
 import math
 import queue
 import shutil
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -342,13 +346,28 @@ class LiveSession:
         self.source.stop()
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the source and the tagger now (no tail), join it, close the recording."""
-        self.source.stop()
+        """Stop the source and the tagger now (no tail), join it, close the recording; returns within about
+        timeout_s (the source's stop is bounded on its own: Capture.stop)."""
+        deadline = time.monotonic() + timeout_s
         self.tagger.stop()
-        if not self.tagger.join(timeout_s):
+        self.source.stop()
+        if self.tagger.join(max(0.0, deadline - time.monotonic())):
+            self._close_recorder()
+        else:      # it may still write the recording: close that once the tagger has ended
             log.warning("the tagger thread did not stop within %.1f s", timeout_s)
+            threading.Thread(target=lambda: (self.tagger.join(), self._close_recorder()),
+                             name="session-close-recording", daemon=True).start()
+
+    def _close_recorder(self) -> None:
         if self.recorder is not None:
             self.recorder.close()
+
+    def close_in_background(self) -> threading.Thread:
+        """close() on a new daemon thread, returned started: the GUI thread never waits for PortAudio, the
+        tagger or the disk. Join it (with a timeout) before the process exits if the recording matters."""
+        thread = threading.Thread(target=self.close, name="session-close", daemon=True)
+        thread.start()
+        return thread
 
     def stats(self) -> TaggerStats:
         return self.tagger.stats()

@@ -44,8 +44,8 @@ def vmic(command: str, *args: str, timeout: float = 300) -> subprocess.Completed
 
 @pytest.fixture(scope="session")
 def virtual_mic():
-    """The shared virtual microphone (a private PulseAudio), started here and, if it was not running before
-    (other test runs may share it), stopped at the end."""
+    """The shared virtual microphone (a private PulseAudio), started here; stopped at the end only if it was
+    not running before (other test runs on this machine may be using it)."""
     if not VMIC.exists():
         pytest.skip(f"no virtual microphone script at {VMIC}")
     if os.geteuid() != 0:

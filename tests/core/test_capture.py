@@ -10,6 +10,7 @@ import time
 import types
 
 import numpy as np
+import soundfile as sf
 import pytest
 
 import core.capture as capture
@@ -170,6 +171,9 @@ def dev(name, inputs, rate=44100.0):
 def fake_sd(monkeypatch):
     sd = FakeSD([dev("Speakers", 0, 48000.0), dev("USB mic", 2), dev("Line in", 1, 48000.0)], default=(2, 0))
     monkeypatch.setattr(capture, "sounddevice", lambda: sd)
+    monkeypatch.setattr(capture, "_stale", threading.Event())    # what fakes fail stays with the fakes
+    monkeypatch.setattr(capture, "_abandoned", [])
+    monkeypatch.setattr(capture, "_reinit", None)
     return sd
 
 
@@ -272,3 +276,109 @@ def test_input_device_is_a_frozen_value():
     d = InputDevice(1, "mic", "ALSA", 2, 48000, True)
     with pytest.raises(AttributeError):
         d.name = "other"
+
+
+# ---- issue 12 defect 3: a dead sound server never freezes the caller ---------------------------------
+
+class HangingStream(FakeStream):
+    """A stream whose stop() never returns while `release` is unset: PortAudio's audio thread holds the lock
+    Pa_StopStream waits for, as it did when the sound server died mid-stream."""
+
+    def stop(self):
+        self.active = False
+        self.fake.release.wait()
+
+
+@pytest.fixture
+def hanging_sd(fake_sd):
+    fake_sd.release, fake_sd.reinits = threading.Event(), 0
+    fake_sd.InputStream = lambda **kw: (HangingStream if fake_sd.hang else FakeStream)(fake_sd, **kw)
+
+    def reinit():
+        fake_sd.reinits += 1
+    fake_sd._initialize = reinit
+    fake_sd.hang = True
+    yield fake_sd
+    fake_sd.release.set()                       # lets the abandoned helper thread end
+
+
+def test_stop_returns_within_a_second_when_portaudio_hangs_and_the_next_capture_works(hanging_sd, caplog):
+    cap = Capture(capture.find_input_device())
+    cap.start()
+    assert cap.ring.wait_for(1600, timeout_s=5)
+    t0 = time.monotonic()
+    cap.stop()
+    assert time.monotonic() - t0 < 1.5
+    assert cap.ring.ended and cap.ring.error is None           # the readers get everything captured
+    assert "did not stop within 1.0 s; its stream is abandoned" in caplog.text
+    assert len(capture._abandoned) == 1 and any(t.name == "portaudio-stop" for t in threading.enumerate())
+    hanging_sd.hang = False
+    again = Capture(capture.find_input_device())                # PortAudio is re-initialised first
+    assert hanging_sd.reinits == 1
+    again.start()
+    assert again.ring.wait_for(1600, timeout_s=5)
+    again.stop()
+    assert hanging_sd.reinits == 1                              # a clean stop needs no re-initialisation
+
+
+def test_after_a_lost_device_the_next_capture_looks_it_up_again_by_name(hanging_sd):
+    hanging_sd.hang, hanging_sd.vanish_at = False, 160 * 10
+    old = capture.find_input_device("USB")                     # index 1, 44100 Hz default
+    hanging_sd.rates_ok = {44100}
+    cap = Capture(old)
+    cap.start()
+    deadline = time.monotonic() + 5
+    while cap.check() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "stopped delivering audio" in cap.check()
+    cap.stop()
+    # the sound server came back with the device at another index and rate
+    hanging_sd.devices = [dev("USB mic", 2, 48000.0), dev("Line in", 1, 48000.0)]
+    hanging_sd.default.device = [1, -1]
+    hanging_sd.rates_ok = {48000}
+    fresh = Capture(old)          # the stale listing said index 1 at 44100 Hz: "does not accept 44100 Hz"
+    assert hanging_sd.reinits == 1
+    assert (fresh.device.index, fresh.device.default_rate_hz, fresh.rate_hz) == (0, 48000, 48000)
+    hanging_sd.devices = [dev("Line in", 1, 48000.0)]
+    hanging_sd.default.device = [0, -1]
+    capture._stale.set()
+    with pytest.raises(CaptureError, match=r"input device 'USB mic' is gone; the inputs now are: 0: Line in"):
+        Capture(old)
+
+
+def test_a_live_session_closes_in_bounded_time_and_off_the_calling_thread(hanging_sd, tmp_path):
+    from core.modelfile import load_model
+    from core.session import LiveSession, WavRecorder
+    from tests.core.test_tagger import make_energy_model
+    loaded = load_model(make_energy_model(tmp_path / "energy.safetensors"))
+    recorder = WavRecorder(tmp_path / "heard.wav")
+    session = LiveSession(loaded, "cpu", Capture(capture.find_input_device()), hop_s=0.25, recorder=recorder)
+    session.start()
+    assert session.source.ring.wait_for(3200, timeout_s=5)
+    t0 = time.monotonic()
+    closing = session.close_in_background()
+    assert time.monotonic() - t0 < 0.1                          # the caller (a GUI thread) goes on at once
+    closing.join(3)
+    assert not closing.is_alive() and time.monotonic() - t0 < 1.5
+    assert session.tagger.join(0) and len(capture._abandoned) == 1
+    assert sf.info(tmp_path / "heard.wav").frames == recorder.num_samples > 0   # the recording is closed
+
+
+def test_refreshing_the_devices_is_bounded_while_portaudio_hangs(fake_sd, monkeypatch):
+    release = threading.Event()
+    fake_sd._terminate = release.wait                      # Pa_Terminate waits on an abandoned stream
+    monkeypatch.setattr(capture, "REINIT_WAIT_S", 0.3)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(CaptureError, match=r"PortAudio\) does not answer since an input failed; restart"):
+            capture.refresh_devices()
+        assert 0.3 <= time.monotonic() - t0 < 1.0
+        t0 = time.monotonic()
+        with pytest.raises(CaptureError, match="does not answer"):
+            capture.refresh_devices()                      # no second Pa_Terminate beside the stuck one
+        assert time.monotonic() - t0 < 0.1
+        assert sum(t.name == "portaudio-reinit" for t in threading.enumerate()) == 1
+    finally:
+        release.set()
+    capture._reinit.join(1)
+    capture.refresh_devices()                              # answered at last: it works again

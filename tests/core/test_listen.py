@@ -239,6 +239,53 @@ def test_device_vanishing_mid_stream_stops_cleanly_with_exports(virtual_mic, ene
         vmic("start")
 
 
+def restart_virtual_mic(killed_pid: int) -> None:
+    """Start the virtual microphone again once the killed daemon is reaped (PulseAudio refuses to start
+    while its pid file names a process that still exists, even a zombie); others use it too."""
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{killed_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    while vmic("start").returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def test_a_sound_server_killed_mid_stream_is_reported_and_a_fresh_capture_works(virtual_mic, esc50_clip):
+    """Issue 12 defect 3 with the real PortAudio: the server dies under the stream; the loss is reported,
+    stop() returns promptly, and after the server is back the old device entry opens on the new server."""
+    capture.refresh_devices()
+    device = capture.find_input_device()
+    pid = int((Path(os.environ.get("VMIC_DIR", "/tmp/vmic")) / "pulse" / "pid").read_text())
+    cap = capture.Capture(device)
+    try:
+        cap.start()
+        assert cap.ring.wait_for(cap.rate_hz, timeout_s=10), "no audio from the virtual microphone"
+        os.kill(pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        while cap.check() is None and time.monotonic() - t0 < 10:
+            time.sleep(0.02)
+        assert "stopped delivering audio" in (cap.check() or ""), "the loss was not reported within 10 s"
+        t1 = time.monotonic()
+        cap.stop()
+        assert time.monotonic() - t1 < 1.5
+        with pytest.raises(capture.NoInputDeviceError, match="'default' is gone and PortAudio lists no other"):
+            capture.Capture(device)          # not "does not accept 44100 Hz": the server is down
+    finally:
+        cap.stop()
+        restart_virtual_mic(pid)
+    fresh = capture.Capture(device)          # re-initialises PortAudio, finds "default" again by name
+    fresh.start()
+    try:
+        player = threading.Thread(target=vmic, args=("play", str(esc50_clip)))
+        player.start()
+        player.join(30)
+        end = fresh.ring.write_index
+        assert fresh.check() is None and end > 4 * fresh.rate_hz
+        heard = fresh.ring.read(end - 4 * fresh.rate_hz, end)
+        assert float(np.max(np.abs(heard))) > 0.05           # the dog barks through the new server
+    finally:
+        fresh.stop()
+
+
 # ---- core.session: one session for `listen` and the window; the bars' "open" comes from the rule --------
 
 def test_open_labels_are_the_event_rule_at_the_newest_window():
