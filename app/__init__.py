@@ -36,6 +36,7 @@ def run_app(args: argparse.Namespace) -> int:
               "`python main.py listen` (see --help)", file=sys.stderr)
         return 2
     app = make_application()
+    from PySide6 import QtCore
     from app.main_window import MainWindow
     from app.workers import set_cpu_threads
 
@@ -45,4 +46,6 @@ def run_app(args: argparse.Namespace) -> int:
     window.show()
     if getattr(args, "files", None):
         window.open_paths(args.files)
+    elif window.first_start and args.model is None:    # once: offer the 527-label model (the shipped one loads)
+        QtCore.QTimer.singleShot(0, window.offer_audioset)
     return app.exec()

@@ -21,20 +21,22 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.inputs import collect_audio, file_dialog_filter
 from core.capture import CaptureError, FilePlayback
+from core.hub import AUDIOSET_REPO
 from core.errors import ExportExistsError, TaggerError
 from core.modelfile import shipped_models
 from core.session import LiveSession, LiveTimeline
 from core.tagger import TaggerState
 from core.timeline import Timeline
-from app.controls import ExportDialog, ExportRequest, LabelPanel, ask_unsaved
+from app.controls import ExportDialog, ExportRequest, LabelPanel, ask_unsaved, offer_audioset
 from app.document import Document, FileResult
 from app.exporting import export_scopes, write_export
 from app.files_view import FilesView
 from app.live_view import PLAY_FILE, LiveView
 from app.settings import AppSettings, default_qsettings, load_settings, save_settings
-from app.toolbar import OPEN_HF_DIR, OPEN_MODEL, RunBar
-from app.workers import (AnalysisWorker, JobDone, JobFailed, JobProgress, LiveControl, LiveFinished, LiveRequest,
-                         LiveStarted, LiveStartFailed, ModelFailed, ModelLoader, ModelReady, SystemAudio, pending)
+from app.toolbar import HUB_MODELS, OPEN_HF_DIR, OPEN_MODEL, RunBar
+from app.workers import (AnalysisWorker, DownloadProgress, HubDownloader, JobDone, JobFailed, JobProgress, LiveControl,
+                         LiveFinished, LiveRequest, LiveStarted, LiveStartFailed, ModelFailed, ModelLoader, ModelReady,
+                         SystemAudio, model_loader, pending)
 
 __all__ = ["MainWindow", "default_window_size"]
 
@@ -56,6 +58,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setAcceptDrops(True)
         self.qsettings = qsettings or default_qsettings()
         self.settings: AppSettings = load_settings(self.qsettings)
+        self.first_start = not self.qsettings.contains("model_spec")     # run_app offers the AudioSet model
         if model_spec is not None:
             self.settings.model_spec = model_spec
         if compute is not None:
@@ -144,7 +147,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_model = QtWidgets.QLabel("no model")
         self.status_speed = QtWidgets.QLabel("")
         self.status_health = QtWidgets.QLabel("")
-        for w in (self.status_input, self.status_model, self.status_speed, self.status_health):
+        self.download_bar = QtWidgets.QProgressBar()         # a Hub model's download (HubDownloader)
+        self.download_bar.setMaximumWidth(220)
+        self.download_cancel = QtWidgets.QWidget()
+        row = QtWidgets.QHBoxLayout(self.download_cancel)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.download_bar)
+        cancel = QtWidgets.QToolButton(text="✕")
+        cancel.setToolTip("Cancel the download (the current model stays)")
+        cancel.clicked.connect(self.cancel_download)
+        row.addWidget(cancel)
+        self.download_cancel.hide()
+        for w in (self.status_input, self.status_model, self.download_cancel, self.status_speed, self.status_health):
             status.addPermanentWidget(w)
         screen = self.screen() or QtGui.QGuiApplication.primaryScreen()
         self.resize(default_window_size(screen.availableGeometry()) if screen else QtCore.QSize(1280, 800))
@@ -244,14 +258,37 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def load_model(self, spec: str) -> None:
         """Load a model on a worker thread; the current one stays in use until the new one is ready."""
-        loader = ModelLoader(spec, self.compute_box.currentData() or "auto", self._model_results)
+        for old in self._loaders:                    # a newer pick replaces a download still running
+            if isinstance(old, HubDownloader):
+                old.cancel()
+        loader = model_loader(spec, self.compute_box.currentData() or "auto", self._model_results)
         self._loaders.append(loader)
         self._wanted_model = loader.request          # a slower, older request must not win
         if self.model is None:
             self.analysis.set_model_error(None)      # queued files wait for this one
-        self.status_model.setText(f"loading {Path(spec).name if spec else 'the default model'}…")
+        self.status_model.setText(f"loading {_model_title(spec)}…")
+        self.download_cancel.setVisible(False)
         loader.start()
         self._wake()
+
+    def _download_progress(self, item: DownloadProgress) -> None:
+        mb = 1024 * 1024
+        self.download_bar.setRange(0, max(1, item.total_bytes // mb))
+        self.download_bar.setValue(item.done_bytes // mb)
+        self.download_bar.setFormat("%v of %m MB")
+        self.download_cancel.setVisible(True)
+        self.status_model.setText(f"downloading {_model_title(item.spec)}…")
+
+    def cancel_download(self) -> None:
+        """Stop a Hub model's download; the model in use stays."""
+        for loader in self._loaders:
+            if isinstance(loader, HubDownloader):
+                loader.cancel()
+
+    def offer_audioset(self) -> None:
+        """The first start's question (run_app asks it once, when no model was ever chosen)."""
+        if offer_audioset(self):
+            self.load_model(AUDIOSET_REPO)
 
     def _model_chosen(self, index: int) -> None:
         spec = self.model_box.itemData(index)
@@ -280,10 +317,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.clear_error("model")
         loaded = ready.loaded
         self.settings.model_spec = ready.spec
-        if ready.spec and ready.spec not in shipped_models() and ready.spec not in self.settings.recent_models:
+        if (ready.spec and ready.spec not in shipped_models() and ready.spec not in HUB_MODELS
+                and ready.spec not in self.settings.recent_models):
             self.settings.recent_models = [ready.spec, *self.settings.recent_models][:8]
         self._fill_models()
-        self._model_status = (f"model {loaded.name}: {len(loaded.labels)} labels, window "
+        self.download_cancel.setVisible(False)
+        self._model_status = (f"model {_model_title(ready.spec) if ready.spec in HUB_MODELS else loaded.name}: "
+                              f"{len(loaded.labels)} labels, window "
                               f"{loaded.features.window_s:.2f} s, loaded in {ready.load_s:.1f} s")
         self.status_model.setText(self._model_status)
         self.analysis.set_model(loaded, ready.device, self.hop.value())
@@ -577,7 +617,15 @@ class MainWindow(QtWidgets.QMainWindow):
                 log.info("ignoring an older model request (%s)", getattr(item, "spec", "?"))
             elif isinstance(item, ModelReady):
                 self._model_ready(item)
+            elif isinstance(item, DownloadProgress):
+                self._download_progress(item)
+            elif isinstance(item, ModelFailed) and item.cancelled:
+                self.download_cancel.setVisible(False)
+                self.status_model.setText(self._model_status)
+                self.statusBar().showMessage(f"download of {_model_title(item.spec)} cancelled", 8000)
+                self._fill_models()
             elif isinstance(item, ModelFailed):
+                self.download_cancel.setVisible(False)
                 current = self.model.loaded.name if self.model else "no model"
                 self.show_error(f"could not load model {item.spec or 'default'}: {item.message} "
                                 f"(still using {current})", key="model")
@@ -629,12 +677,21 @@ class MainWindow(QtWidgets.QMainWindow):
                         "quitting without it", LIVE_CLOSE_WAIT_S)
         self.analysis.shutdown()
         for loader in self._loaders:
+            if isinstance(loader, HubDownloader):
+                loader.cancel()                    # quitting does not wait for a download
             loader.wait(30000)
         self.settings.hop_s = self.hop.value()
         self._sync_settings()
         self.qsettings.setValue("geometry", self.saveGeometry())
         save_settings(self.qsettings, self.settings)
         super().closeEvent(event)
+
+
+def _model_title(spec: str) -> str:
+    """A model as the status bar names it: the picker's title of a Hub model, a file's name, or the default."""
+    if spec in HUB_MODELS:
+        return HUB_MODELS[spec][0]
+    return Path(spec).name if spec else "the default model"
 
 
 def default_window_size(available: QtCore.QRect) -> QtCore.QSize:

@@ -9,6 +9,7 @@ import pytest
 from PySide6 import QtCore, QtWidgets
 
 from app.controls import offer_audioset
+from app.document import Document
 from app.settings import AppSettings
 from app.toolbar import HUB_MODELS, RunBar
 from app.workers import DownloadProgress, HubDownloader, ModelFailed, ModelLoader, ModelReady, model_loader
@@ -37,7 +38,7 @@ def messages(results: queue.Queue, loader: HubDownloader, qtbot) -> list:
 
 
 def test_the_picker_offers_audioset_by_hub_id_once(qtbot):
-    bar = RunBar(AppSettings())
+    bar = RunBar(AppSettings(), Document())
     qtbot.addWidget(bar)
     bar.fill_models([AUDIOSET_REPO, "/models/mine.safetensors"], AUDIOSET_REPO)
     box = bar.model_box
@@ -98,3 +99,30 @@ def test_the_first_start_offer_says_what_it_downloads_and_answers_yes_or_no(qtbo
         t0 = time.monotonic()
         assert offer_audioset(None) is expected and time.monotonic() - t0 < 10
         assert "346 MB" in seen[0] and "527 sounds" in seen[0] and "AST AudioSet (527 labels)" in seen[0]
+
+
+def test_the_window_downloads_the_audioset_pick_with_progress_and_cancel_keeps_the_model(qtbot, qsettings,
+                                                                                        local_hub):
+    from app.main_window import MainWindow
+    window = MainWindow(qsettings=qsettings)
+    qtbot.addWidget(window)
+    assert window.first_start                      # fresh settings: run_app would offer the AudioSet model
+    qtbot.waitUntil(lambda: window.model is not None, timeout=60_000)
+    shipped = window.model.loaded.name
+
+    local_hub.delay_s = 0.2                        # slow enough to see the bar and press ✕
+    window.model_box.setCurrentIndex(window.model_box.findData(AUDIOSET_REPO))
+    window.model_box.activated.emit(window.model_box.currentIndex())
+    qtbot.waitUntil(lambda: window.download_cancel.isVisibleTo(window), timeout=30_000)
+    assert "downloading AST AudioSet (527 labels)" in window.status_model.text()
+    window.cancel_download()
+    qtbot.waitUntil(lambda: not window.download_cancel.isVisibleTo(window), timeout=30_000)
+    assert window.model.loaded.name == shipped and not window.errors    # a cancel is no error
+
+    local_hub.delay_s = 0.0
+    window.load_model(AUDIOSET_REPO)
+    qtbot.waitUntil(lambda: window.model.loaded.name == AUDIOSET_REPO, timeout=60_000)
+    assert window.status_model.text().startswith("model AST AudioSet (527 labels): 3 labels")
+    assert not window.download_cancel.isVisibleTo(window) and AUDIOSET_REPO not in window.settings.recent_models
+    window.close()
+    assert not MainWindow(qsettings=qsettings).first_start    # asked once: the choice is saved

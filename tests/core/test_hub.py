@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -43,8 +44,11 @@ class HubHandler(BaseHTTPRequestHandler):
         self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if body:
-            self.wfile.write(data)
+        if body:                           # in 64 kB pieces, server.delay_s apart (a slow line)
+            for i in range(0, len(data), 1 << 16):
+                self.wfile.write(data[i:i + (1 << 16)])
+                self.wfile.flush()
+                time.sleep(self.server.delay_s)
 
     def do_HEAD(self) -> None:
         self._serve(body=False)
@@ -75,7 +79,7 @@ def hub_folder(tmp_path_factory) -> Path:
 @pytest.fixture
 def hub(hub_folder):
     server = ThreadingHTTPServer(("127.0.0.1", 0), HubHandler)
-    server.folder, server.requests = hub_folder, []
+    server.folder, server.requests, server.delay_s = hub_folder, [], 0.0
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
