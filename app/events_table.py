@@ -232,8 +232,9 @@ class EventsTable(QtWidgets.QWidget):
         self.model.set_review(index, verdict)
 
     def set_reviews(self, reviews: Mapping[int, str]) -> None:
-        """Show these verdicts by event index (the others: none)."""
+        """Show these verdicts by event index (the others: none); the table widens for a long relabel."""
         self.model.set_reviews(reviews)
+        self.setMinimumWidth(self.sizeHint().width())
 
     def select_event(self, index: int | None) -> None:
         """Make event `index` the current row and scroll to it (no signal; None or a hidden event: none)."""

@@ -26,6 +26,7 @@ __all__ = ["TimelinePanel", "ClockAxis", "LaneAxis"]
 
 LANE_PX = 20                # preferred height of a lane; names need about a line of text
 MIN_LANE_PX = 15
+DETAIL_PX = 220             # preferred height of the detail: with many lanes both give way toward their minimum
 OVERVIEW_PX = 96            # thumbnail + density row + time axis
 DENSITY_TOP = 1.0           # overview y: the event density fills [0, 1], the thumbnail THUMB_Y
 THUMB_Y = (1.2, 4.0)
@@ -150,6 +151,7 @@ class TimelinePanel(QtWidgets.QWidget):
         self._grid = self.graphics.ci.layout
         self._grid.setRowFixedHeight(0, OVERVIEW_PX)
         self._grid.setRowStretchFactor(DETAIL, 1)
+        self._grid.setRowPreferredHeight(DETAIL, DETAIL_PX)
         for plot in (self.strip_plot, self.lane_plot):
             plot.setXLink(self.detail_plot)
         for plot in (self.overview_plot, self.detail_plot, self.strip_plot, self.lane_plot):
@@ -330,8 +332,8 @@ class TimelinePanel(QtWidgets.QWidget):
         rows = max(1, len(self.lanes))
         self.lane_plot.setYRange(0, rows, padding=0)
         axis_px = self.lane_plot.getAxis("bottom").height()
-        self._grid.setRowMinimumHeight(2, rows * MIN_LANE_PX + axis_px)
-        self._grid.setRowPreferredHeight(2, rows * LANE_PX + axis_px)
+        self._grid.setRowMinimumHeight(LANES, rows * MIN_LANE_PX + axis_px)
+        self._grid.setRowPreferredHeight(LANES, rows * LANE_PX + axis_px)
 
     def _draw_marks(self) -> None:
         """One symbol per marked event that has a box (the peak filter hides both), centred on the box."""

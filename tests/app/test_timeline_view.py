@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui
 
-from app.events_table import LABEL, PEAK, EventsTable
+from app.events_table import LABEL, PEAK, EventsTable, review_text
 from app.lanes import (MAX_LANES, OTHER, OTHER_COLOUR, PALETTE, event_density, format_clock, label_colours, order_lanes,
                        thumbnail)
 from app.timeline_demo import analysed_file, demo_file, main as demo_main
-from app.timeline_view import TimelinePanel
+from app.timeline_view import MIN_LANE_PX, TimelinePanel
 from core.timeline import Event
 
 
@@ -236,6 +236,10 @@ def test_the_score_strip_takes_room_only_when_it_has_rows(qtbot, panel, long_fil
     assert panel.detail_plot.getViewBox().height() < detail                   # taken from the detail
     assert panel.strip_image.image.shape == (2, timeline.num_windows)
     assert panel.strip_plot.getViewBox().viewRange()[0] == pytest.approx(panel.visible_range())   # x-linked
+    panel.resize(1100, 560)                                  # a laptop's Files tab: the lanes keep a line each
+    qtbot.waitUntil(lambda: panel.graphics.height() <= 560, timeout=1000)
+    qtbot.wait(50)
+    assert panel.lane_plot.getViewBox().height() / len(panel.lanes) >= MIN_LANE_PX
 
 
 def test_selecting_an_event_off_screen_pans_to_it_and_keeps_the_zoom(panel, long_file):
@@ -432,6 +436,10 @@ def test_the_table_is_as_wide_as_its_contents(table, long_file):
     needed = QtGui.QFontMetrics(table.view.font()).horizontalAdvance(longest)
     assert table.view.columnWidth(LABEL) >= needed
     assert table.minimumWidth() >= sum(table.view.columnWidth(c) for c in range(4))
+    relabel = f"relabel:{longest}"                                  # a long verdict widens the Review column
+    table.set_reviews({0: relabel})
+    review = QtGui.QFontMetrics(table.view.font()).horizontalAdvance(review_text(relabel))
+    assert table.minimumWidth() >= sum(table.view.columnWidth(c) for c in range(4)) + review
 
 
 def test_a_real_analysis_shows_each_sound_in_its_lane(qtbot, scene, tmp_path):
