@@ -32,7 +32,8 @@ class FilesView(QtWidgets.QSplitter):
 
     play_requested(i): Enter or a double-click on event i of the shown result; stepped(i): a key moved the
     selection to event i (to play it when auto-play is on); review_requested(i, verdict): the table's Y / N /
-    Delete on event i; seek_requested(t_s): empty time was clicked (the playhead goes there).
+    Delete on event i; seek_requested(t_s): empty time was clicked (the playhead goes there); chosen_changed:
+    the shown result or its chosen event changed (what the play and review actions act on).
     """
 
     cancel_requested = QtCore.Signal(int)
@@ -43,6 +44,7 @@ class FilesView(QtWidgets.QSplitter):
     stepped = QtCore.Signal(int)
     review_requested = QtCore.Signal(int, str)
     seek_requested = QtCore.Signal(float)
+    chosen_changed = QtCore.Signal()
 
     def __init__(self, document: Document, parent=None):
         super().__init__(QtCore.Qt.Orientation.Horizontal, parent)
@@ -121,12 +123,12 @@ class FilesView(QtWidgets.QSplitter):
 
     def _wire_events(self) -> None:
         table, panel = self.events_table, self.timeline
-        table.eventSelected.connect(lambda i: panel.select_event(i))
+        table.eventSelected.connect(self._table_chose)
         table.eventStepped.connect(self.stepped)
         table.eventActivated.connect(self.play_requested)
-        table.reviewRequested.connect(lambda i, verdict: self.review_requested.emit(i, verdict))
+        table.reviewRequested.connect(self.review_requested)
         table.minPeakChanged.connect(panel.set_min_peak)
-        panel.eventActivated.connect(table.select_event)
+        panel.eventActivated.connect(self._panel_chose)
         panel.eventDoubleClicked.connect(self.play_requested)
         panel.timeClicked.connect(self.seek_requested)
 
@@ -137,6 +139,14 @@ class FilesView(QtWidgets.QSplitter):
 
     def done_results(self) -> list[FileResult]:
         return self.document.done_results()
+
+    def _table_chose(self, index: int) -> None:
+        self.timeline.select_event(index)
+        self.chosen_changed.emit()
+
+    def _panel_chose(self, index: int) -> None:
+        self.events_table.select_event(index)
+        self.chosen_changed.emit()
 
     # ---- rows, following the document ---------------------------------------------------------------
 
@@ -200,6 +210,7 @@ class FilesView(QtWidgets.QSplitter):
             self.title.setText("")
             self.timeline.clear()
             self.events_table.set_events([], None)
+            self.chosen_changed.emit()
         self._name_rows()
         self.hint.setVisible(not self.results)
 
@@ -304,8 +315,9 @@ class FilesView(QtWidgets.QSplitter):
         if result.status != "done":
             self.title.setText(f"{self.display_name(job)}: {result.status}"
                                + (f": {result.message}" if result.message else ""))
-            return
-        self._draw(result, keep_view=shown_before)
+        else:
+            self._draw(result, keep_view=shown_before)
+        self.chosen_changed.emit()
 
     def _draw(self, result: FileResult, keep_view: bool = True) -> None:
         """Timeline, strip, table and marks of a done result; keep_view keeps the zoom and the label filter
@@ -322,6 +334,7 @@ class FilesView(QtWidgets.QSplitter):
                         tl.scores[:, rows].T)
         self._reviews_changed(result.job)
         self._show_playhead()
+        self.chosen_changed.emit()                  # the events are new: none is chosen
 
     def _strip_labels(self, result: FileResult) -> list[int]:
         """The labels of the score strip: pinned ones, then those with their own threshold (their row stays
@@ -367,6 +380,7 @@ class FilesView(QtWidgets.QSplitter):
         """Select event `index` in the table and on the lanes (the detail pans to it, keeping the zoom)."""
         self.events_table.select_event(index)
         self.timeline.select_event(index)
+        self.chosen_changed.emit()
 
     def step(self, delta: int) -> int | None:
         """Select the event `delta` rows away in the table's order (its sort and filters); from none, the

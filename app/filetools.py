@@ -114,8 +114,7 @@ class FileTools(QtCore.QObject):
         files.stepped.connect(self._stepped)
         files.review_requested.connect(lambda i, verdict: self.review(Verdict(verdict) if verdict else None, i))
         files.seek_requested.connect(self.seek)
-        files.events_table.eventSelected.connect(self._update_actions)
-        files.timeline.eventActivated.connect(self._update_actions)
+        files.chosen_changed.connect(self._update_actions)
         self.window.tabs.currentChanged.connect(self._tab_changed)
         for signal in (doc.fileAdded, doc.fileChanged):
             signal.connect(self._result_changed)

@@ -161,9 +161,15 @@ def test_review_keys_mark_the_events_and_a_new_window_finds_the_marks(qtbot, qse
     window = open_files(qtbot, qsettings, store, [scene])
     files, result = window.files_view, window.document.done_results()[0]
     labels = result.timeline.labels
-    window.file_tools.auto_play_action.setChecked(False)
+    tools = window.file_tools
+    assert not tools.correct_action.isEnabled()                  # no event chosen: nothing to mark
+    files.choose_event(1)                                        # as a click on a box or a row does
+    assert tools.correct_action.isEnabled() and tools.relabel_action.isEnabled()
+    files.show_job(result.job)                                   # drawn again: its events are new, none chosen
+    assert files.selected_event is None and not tools.correct_action.isEnabled()
+    tools.auto_play_action.setChecked(False)
     press(qtbot, window, Key.Key_J)
-    assert files.selected_event == 0 and window.file_tools.playing is None    # auto-play off: stepping is quiet
+    assert files.selected_event == 0 and tools.playing is None   # auto-play off: stepping is quiet
     press(qtbot, window, Key.Key_Y)                              # 0: correct
     press(qtbot, window, Key.Key_J)
     press(qtbot, window, Key.Key_N)                              # 1: wrong
