@@ -139,13 +139,16 @@ class ClipsDialog(QtWidgets.QDialog):
         which.addWidget(self.which, 1)
         which.addWidget(self.min_peak)
         form.addRow("Events", which)
-        self.which.currentIndexChanged.connect(lambda: self.min_peak.setEnabled(self.which.currentData() == MIN_PEAK))
+        self.which.currentIndexChanged.connect(self._which_changed)
         self.min_peak.setEnabled(False)
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Save
                                              | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+
+    def _which_changed(self) -> None:
+        self.min_peak.setEnabled(self.which.currentData() == MIN_PEAK)
 
     @staticmethod
     def _seconds() -> QtWidgets.QDoubleSpinBox:
