@@ -15,7 +15,7 @@ from PySide6 import QtCore, QtWidgets
 
 import core.capture as capture
 from core.clips import clip_names
-from app.clipping import ACCEPTED, ALL, ClipsRequest
+from app.clipping import ACCEPTED, ALL, MIN_PEAK, ClipsRequest
 from app.controls import ExportRequest, RelabelDialog
 from app.events_table import REVIEW
 from app.main_window import MainWindow
@@ -301,4 +301,18 @@ def test_clips_of_the_events_reviewed_correct_and_of_every_file(qtbot, qsettings
         qtbot.waitUntil(lambda: bool(asked) and not tools.busy, timeout=30_000)
     assert len(asked) == 1 and f"{2 * count} clips already exist" in asked[0]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")} == before       # nothing replaced
+    with answering(Button.Yes) as asked:
+        tools.run_clips(every)
+        qtbot.waitUntil(lambda: bool(asked) and not tools.busy, timeout=30_000)
+    assert all(p.stat().st_mtime_ns != t for p, t in before.items())              # replaced, as asked
+
+    loud = ClipsRequest("file", tmp_path / "loud", which=MIN_PEAK, min_peak=0.95)
+    tools.run_clips(loud)
+    qtbot.waitUntil(lambda: not tools.busy, timeout=20_000)
+    assert len(list((tmp_path / "loud").glob("*.flac"))) == sum(e.peak_score >= 0.95 for e in result.events) > 0
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    tools.run_clips(ClipsRequest("file", blocker / "clips"))                      # a folder that cannot be made
+    qtbot.waitUntil(lambda: not tools.busy, timeout=20_000)
+    assert "clips" in window.errors[-1] and "a_file" in window.errors[-1] and blocker.read_text() == "x"
     close(window)
