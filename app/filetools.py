@@ -56,22 +56,25 @@ class FileTools(QtCore.QObject):
 
     # ---- actions --------------------------------------------------------------------------------------
 
-    def _action(self, text: str, keys: list, slot, tip: str) -> QtGui.QAction:
+    def _action(self, text: str, keys: list, slot, tip: str, where: tuple = ()) -> QtGui.QAction:
         """An action whose keys work while the focus is in the Files tab (elsewhere Space presses a button
-        and Enter finishes a typed number), also in the menus and the tab's tool bar."""
+        and Enter finishes a typed number), or only in the widgets `where`; also in the menus and the tab's
+        tool bar."""
         action = QtGui.QAction(text, self.window)
         action.setShortcuts([QtGui.QKeySequence(k) for k in keys])
         action.setShortcutContext(QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut)
         action.setToolTip(f"{tip} ({' or '.join(QtGui.QKeySequence(k).toString() for k in keys)})")
         action.triggered.connect(lambda: slot())          # not slot(checked)
-        self.files.addAction(action)
+        for widget in where or (self.files,):
+            widget.addAction(action)
         return action
 
     def _make_actions(self) -> None:
         self.play_action = self._action("▶ Play", [Key.Key_Space], self.toggle_play,
                                         "Play the file from the playhead, or stop")
         self.play_event_action = self._action("Play event", [Key.Key_Return, Key.Key_Enter], self.play_event,
-                                              "Play the chosen event with a second before and after it")
+                                              "Play the chosen event with a second before and after it",
+                                              where=(self.files.events_table.view, self.files.timeline))
         self.auto_play_action = QtGui.QAction("Auto-play", self.window, checkable=True,
                                               checked=True)
         self.auto_play_action.setToolTip("Play each event when J / K or the arrow keys step to it")

@@ -316,3 +316,27 @@ def test_clips_of_the_events_reviewed_correct_and_of_every_file(qtbot, qsettings
     qtbot.waitUntil(lambda: not tools.busy, timeout=20_000)
     assert "clips" in window.errors[-1] and "a_file" in window.errors[-1] and blocker.read_text() == "x"
     close(window)
+
+
+def test_keys_typed_into_the_peak_filter_stay_there(qtbot, qsettings, scene, tmp_path, fake_sd):
+    """The play and review keys act in the Files tab, but not on what is typed into a number field in it."""
+    window = open_files(qtbot, qsettings, tmp_path / "store", [scene])
+    files, tools, result = window.files_view, window.file_tools, window.document.done_results()[0]
+    tools.auto_play_action.setChecked(False)
+    press(qtbot, window, Key.Key_J)
+    press(qtbot, window, Key.Key_Y)
+    box = files.events_table.min_peak
+    box.setFocus()
+    box.lineEdit().selectAll()
+    qtbot.keyClicks(box.lineEdit(), "0.95")
+    for key in (Key.Key_Backspace, Key.Key_Delete, Key.Key_Return):
+        qtbot.keyClick(box.lineEdit(), key)
+    assert box.value() == pytest.approx(0.9) and len(result.marks) == 1 and tools.playing is None
+    assert files.selected_event is None and not tools.correct_action.isEnabled()   # hidden at 0.95: unchosen
+    files.timeline.graphics.setFocus()                           # on the timeline the arrows step ...
+    qtbot.keyClick(files.timeline.graphics, Key.Key_Down)
+    assert files.selected_event == files.events_table.shown_events()[0]
+    qtbot.keyClick(files.timeline.graphics, Key.Key_Return)      # ... and Enter plays
+    assert tools.playing == result.job
+    tools.stop()
+    close(window)
