@@ -148,11 +148,13 @@ class EventsTable(QtWidgets.QWidget):
     eventSelected(i): the current row became event i (click, Up/Down); eventStepped(i): the same, by a key
     (Up/Down, Page Up/Down: the reviewer steps through the events), after eventSelected; eventActivated(i):
     Enter or a double-click on event i; minPeakChanged(p): the peak filter changed (for
-    TimelinePanel.set_min_peak); reviewRequested(i, verdict): Y, N or Delete on event i (with review=True).
+    TimelinePanel.set_min_peak); filtered: the filters changed (the current event, if it was hidden, is no
+    longer current); reviewRequested(i, verdict): Y, N or Delete on event i (with review=True).
     """
 
     eventSelected = QtCore.Signal(int)
     eventStepped = QtCore.Signal(int)
+    filtered = QtCore.Signal()
     eventActivated = QtCore.Signal(int)
     minPeakChanged = QtCore.Signal(float)
     reviewRequested = QtCore.Signal(int, str)
@@ -268,5 +270,14 @@ class EventsTable(QtWidgets.QWidget):
                 self.eventStepped.emit(self._event_of(current))
 
     def _filter_changed(self) -> None:
-        self.proxy.set_filter(self.label_filter.currentData(), self.min_peak.value())
+        """Filter; the current event stays current while shown, and none is current once it is hidden (the
+        view would otherwise move to a neighbour, which a review key would then mark)."""
+        current = self.current_event()
+        self._quiet = True
+        try:
+            self.proxy.set_filter(self.label_filter.currentData(), self.min_peak.value())
+        finally:
+            self._quiet = False
+        self.select_event(current if current in self.shown_events() else None)
         self.count.setText(f"{self.proxy.rowCount()} of {self.model.rowCount()} events")
+        self.filtered.emit()

@@ -128,6 +128,7 @@ class FilesView(QtWidgets.QSplitter):
         table.eventActivated.connect(self.play_requested)
         table.reviewRequested.connect(self.review_requested)
         table.minPeakChanged.connect(panel.set_min_peak)
+        table.filtered.connect(self._filtered)
         panel.eventActivated.connect(self._panel_chose)
         panel.eventDoubleClicked.connect(self.play_requested)
         panel.timeClicked.connect(self.seek_requested)
@@ -143,6 +144,12 @@ class FilesView(QtWidgets.QSplitter):
     def _table_chose(self, index: int) -> None:
         self.timeline.select_event(index)
         self.chosen_changed.emit()
+
+    def _filtered(self) -> None:
+        """An event the table's filters hide is not chosen any more: no key marks what is not shown."""
+        if self.timeline.selected is not None and self.timeline.selected not in self.events_table.shown_events():
+            self.timeline.select_event(None)
+            self.chosen_changed.emit()
 
     def _panel_chose(self, index: int) -> None:
         self.events_table.select_event(index)

@@ -372,6 +372,11 @@ def test_the_table_filters_by_peak_and_by_label(table, long_file):
     assert table.label_filter.currentText() == timeline.labels[label].name
     assert sorted(table.shown_events()) == [i for i, e in enumerate(events)
                                             if e.peak_score >= 0.6 and e.label_index == label]
+    weakest, chosen = min(table.shown_events(), key=lambda i: events[i].peak_score), []
+    table.select_event(weakest)
+    table.eventSelected.connect(chosen.append)
+    table.min_peak.setValue(events[weakest].peak_score + 0.01)  # the current event is hidden: none is current,
+    assert table.current_event() is None and chosen == []       # not a neighbour that a review key would mark
 
 
 def test_the_table_sorts_by_number_not_by_text(table, long_file):
