@@ -1,6 +1,6 @@
-"""Side controls: the label panel (search filter, pins, per-label thresholds), the export dialog and the
-question asked before results that were never saved are lost, and the first start's offer of the AudioSet
-model.
+"""Side controls: the label panel (search filter, pins, per-label thresholds), the export dialog, the relabel
+dialog of the review keys, the question asked before results that were never saved are lost, and the first
+start's offer of the AudioSet model.
 
 GUI thread only.
 """
@@ -17,7 +17,8 @@ from core.hub import AUDIOSET_MB
 from core.labels import LabelSet
 from app.document import Document
 
-__all__ = ["LabelPanel", "ExportDialog", "ExportRequest", "FORMAT_TITLES", "ask_unsaved", "offer_audioset"]
+__all__ = ["LabelPanel", "ExportDialog", "ExportRequest", "RelabelDialog", "FORMAT_TITLES", "ask_unsaved",
+           "offer_audioset"]
 
 FORMAT_TITLES = {
     "tags": "Tags CSV (events, the main table)",
@@ -193,15 +194,15 @@ class LabelPanel(QtWidgets.QWidget):
 
 @dataclass(frozen=True)
 class ExportRequest:
-    scope: str               # "file", "batch" or "live"
+    scope: str               # "file", "batch" (combined tables), "each" (a set per result), "live" or "last"
     formats: tuple[str, ...]
     out_dir: Path
     stem: str
 
 
 class ExportDialog(QtWidgets.QDialog):
-    """Choose what to export (current file, all analysed files as combined tables, the live session),
-    the formats of FORMATS.md, the folder and the file name stem."""
+    """Choose what to export (current file, all analysed files as combined tables or as a set per file, the
+    live session), the formats of FORMATS.md, the folder and the file name stem."""
 
     def __init__(self, scopes: dict[str, tuple[str, str]], formats: list[str], out_dir: str, parent=None):
         """scopes: scope -> (title, default stem), only those that have something to export."""
@@ -240,9 +241,12 @@ class ExportDialog(QtWidgets.QDialog):
         self._scope_changed()
 
     def _scope_changed(self) -> None:
+        """The scope's default file name; a scope without one (each file: its own names) greys the field."""
         key = self.scope.currentData()
         if key is not None:
             self.stem.setText(self._scopes[key][1])
+            self.stem.setEnabled(bool(self._scopes[key][1]))
+            self.stem.setPlaceholderText("" if self.stem.isEnabled() else "each file's own name")
 
     def _browse(self) -> None:
         folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Export to", self.folder.text())
@@ -253,6 +257,48 @@ class ExportDialog(QtWidgets.QDialog):
         formats = tuple(k for k, c in self.checks.items() if c.isChecked())
         return ExportRequest(self.scope.currentData(), formats, Path(self.folder.text()).expanduser(),
                              self.stem.text().strip())
+
+
+class RelabelDialog(QtWidgets.QDialog):
+    """Which label an event really is: a search field over the model's labels (a word of the display name,
+    the id or the training set's name, as the Labels panel finds them) and the list it narrows; Enter takes
+    the highlighted label, the first match while typing."""
+
+    def __init__(self, labels: LabelSet, detected: int, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Relabel {labels[detected].name!r} as…")
+        self.labels = labels
+        self.search = QtWidgets.QLineEdit(placeholderText="Type to search the labels…")
+        self.search.setClearButtonEnabled(True)
+        self.list = QtWidgets.QListWidget()
+        for label in labels:
+            item = QtWidgets.QListWidgetItem(label.title)
+            item.setData(QtCore.Qt.ItemDataRole.UserRole, label.id)
+            self.list.addItem(item)
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
+                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(self.search)
+        layout.addWidget(self.list)
+        layout.addWidget(buttons)
+        self.search.textChanged.connect(self._filter)
+        self.list.itemDoubleClicked.connect(self.accept)
+        self.list.setCurrentRow(detected)
+        self.resize(360, 420)
+
+    def _filter(self, text: str) -> None:
+        words = text.split()
+        shown = [label.matches(words) for label in self.labels]
+        for row, visible in enumerate(shown):
+            self.list.item(row).setHidden(not visible)
+        self.list.setCurrentRow(shown.index(True) if any(shown) else -1)
+
+    def chosen(self) -> str | None:
+        """The id of the highlighted label (None: no label matches the search)."""
+        item = self.list.currentItem()
+        return item.data(QtCore.Qt.ItemDataRole.UserRole) if item is not None and not item.isHidden() else None
 
 
 def ask_unsaved(parent: QtWidgets.QWidget, what: list[str], action: str) -> QtWidgets.QMessageBox.StandardButton:

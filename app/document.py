@@ -4,7 +4,8 @@ Sonic Visualiser's `Document` in small. It holds the model in use, the event rul
 thresholds and per-label ones), the pinned labels, every result in the Files list (analysed files and
 finished live sessions, `FileResult`) and the running live session (`LiveRun`). Views observe it through its
 signals and send the user's intents to it; MainWindow builds the parts, feeds it what the workers report and
-keeps the dialogs, the banner and the timer that drains the queues.
+keeps the dialogs, the banner and the timer that drains the queues. It also holds what the Files tab shares:
+each result's review marks (core.review; the store on disk is app.filetools' business) and the playhead.
 
 One event rule: every result's events come from core.events with this document's rule (`rule_for` narrows
 it to the result's labels) and are recomputed when it changes. A running session applies the rule it
@@ -26,6 +27,7 @@ from PySide6 import QtCore
 from core.config import EventConfig, FeatureConfig
 from core.events import detect_events, rule_for
 from core.labels import LabelSet
+from core.review import Mark, Verdict, match_marks
 from core.session import LiveFrames, LiveResult, LiveSession, RecordingStopped
 from core.tagger import TagFrame, TaggerEnd
 from core.timeline import Event, Timeline
@@ -54,6 +56,19 @@ class FileResult:
     title: str = ""                           # a session's name in the list: "Live 07:31–07:45, <device>"
     exported_windows: int = 0                 # a session's windows that an export has written
     recorded: bool = False                    # a session's audio is whole in its recording (timeline.source)
+    marks: tuple[Mark, ...] = ()              # review marks of this recording under its model (core.review)
+
+    @property
+    def audio(self) -> str | None:
+        """The recording to play and to keep review marks for: the file, a session's FLAC; None for a session
+        that was not recorded (`live:<device>`)."""
+        return None if self.path.startswith("live:") else self.path
+
+    def reviews(self) -> dict[Event, Mark]:
+        """The mark of each event (by the current rule) that has one: core.review.match_marks."""
+        if self.timeline is None or not self.marks:
+            return {}
+        return match_marks(self.events, self.timeline.labels, self.marks)
 
     @property
     def unsaved(self) -> bool:
@@ -107,6 +122,8 @@ class Document(QtCore.QObject):
     dirtyChanged = QtCore.Signal(bool)        # some live session has results that are neither exported nor recorded
     errorRaised = QtCore.Signal(str, str)     # cause key ("live", "recording"), text
     errorCleared = QtCore.Signal(str)         # cause key
+    reviewChanged = QtCore.Signal(int)        # a result's review marks changed
+    playheadChanged = QtCore.Signal()         # `playhead` moved, or was hidden
 
     def __init__(self, event_config: EventConfig = EventConfig(), pinned_ids: list[str] = (), parent=None):
         super().__init__(parent)
@@ -119,6 +136,7 @@ class Document(QtCore.QObject):
         self.starting = False                 # a session is being opened on the control thread
         self._live_keys = itertools.count(-1, -1)
         self._dirty = False
+        self.playhead: tuple[int, float] | None = None     # (result key, seconds of it) being played or inspected
 
     # ---- model --------------------------------------------------------------------------------------
 
@@ -197,6 +215,8 @@ class Document(QtCore.QObject):
     def remove(self, key: int) -> None:
         result = self.files.pop(key, None)
         if result is not None:
+            if self.playhead is not None and self.playhead[0] == key:
+                self.set_playhead(None)
             self.fileRemoved.emit(key, result.path)
             self._update_dirty()
 
@@ -206,6 +226,39 @@ class Document(QtCore.QObject):
     def live_results(self) -> list[FileResult]:
         """Finished live sessions still in the list, oldest first."""
         return [r for r in self.files.values() if r.kind == "live"]
+
+    # ---- reviews and the playhead -------------------------------------------------------------------
+
+    def set_marks(self, key: int, marks: tuple[Mark, ...]) -> None:
+        """A result's marks as the review store keeps them (loaded, or answered after a change)."""
+        result = self.files.get(key)
+        if result is not None and tuple(marks) != result.marks:
+            result.marks = tuple(marks)
+            self.reviewChanged.emit(key)
+
+    def mark_event(self, key: int, index: int, verdict: Verdict | str, relabel_to: str = "") -> Mark:
+        """Mark event `index` of result `key` (it replaces the event's mark); returns the mark, for the store.
+        ReviewError for a relabel to a label the result's model does not have."""
+        result = self.files[key]
+        mark = Mark.of(result.events[index], result.timeline.labels, verdict, relabel_to)
+        self.set_marks(key, tuple(m for m in result.marks if m.key != mark.key) + (mark,))
+        return mark
+
+    def unmark_event(self, key: int, index: int) -> Mark | None:
+        """Take away the mark event `index` of result `key` shows (the exact one, or the one it was matched
+        to after a rule change); returns it (None: the event had none)."""
+        result = self.files[key]
+        mark = result.reviews().get(result.events[index])
+        if mark is not None:
+            self.set_marks(key, tuple(m for m in result.marks if m.key != mark.key))
+        return mark
+
+    def set_playhead(self, key: int | None, t_s: float = 0.0) -> None:
+        """Put the playhead at t_s seconds of result `key` (None: no playhead)."""
+        playhead = None if key is None else (key, float(t_s))
+        if playhead != self.playhead:
+            self.playhead = playhead
+            self.playheadChanged.emit()
 
     # ---- the live session ---------------------------------------------------------------------------
 

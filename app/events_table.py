@@ -4,7 +4,8 @@ any column, filtered by label and by a minimum peak score.
 GUI thread only. A QTableView over a QSortFilterProxyModel (EventFilter) over EventsModel, a read-only view
 of the event list it is given; rows always report the event's index in that list, whatever the sort and the
 filter, so the table and app.timeline_view.TimelinePanel talk in the same indices. Review verdicts are shown,
-not owned: a key press asks for one (reviewRequested), whoever keeps them answers with set_review.
+not owned: a key press asks for one (reviewRequested), whoever keeps them answers with set_review. A verdict
+is the export's review cell (core.review.Mark.text): "correct", "wrong" or "relabel:<label name>".
 """
 from __future__ import annotations
 
@@ -15,14 +16,25 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from core.timeline import Event, Timeline
 from app.lanes import event_colours, format_clock, order_lanes
 
-__all__ = ["EventsTable", "EventsModel", "EventFilter", "REVIEW_TEXT"]
+__all__ = ["EventsTable", "EventsModel", "EventFilter", "REVIEW_TEXT", "review_text"]
 
 START, END, LABEL, PEAK, REVIEW = range(5)
 HEADERS = ("Start", "End", "Label", "Peak", "Review")
 SORT_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 REVIEW_TEXT = {"": "", "correct": "✓ correct", "wrong": "✗ wrong"}
+RELABEL = "relabel:"
 Key = QtCore.Qt.Key
 REVIEW_KEYS = {Key.Key_Y: "correct", Key.Key_N: "wrong", Key.Key_Delete: "", Key.Key_Backspace: ""}
+
+
+def review_text(verdict: str) -> str:
+    """What the Review column shows for a verdict: '✓ correct', '✗ wrong', '→ Dog' for 'relabel:Dog'.
+    ValueError for anything else."""
+    if verdict in REVIEW_TEXT:
+        return REVIEW_TEXT[verdict]
+    if verdict.startswith(RELABEL) and verdict[len(RELABEL):]:
+        return f"→ {verdict[len(RELABEL):]}"
+    raise ValueError(f"a review verdict is one of {sorted(REVIEW_TEXT)} or 'relabel:<label name>', got {verdict!r}")
 
 
 class EventsModel(QtCore.QAbstractTableModel):
@@ -44,12 +56,19 @@ class EventsModel(QtCore.QAbstractTableModel):
         self.endResetModel()
 
     def set_review(self, row: int, verdict: str) -> None:
-        if verdict not in REVIEW_TEXT:
-            raise ValueError(f"a review verdict is one of {sorted(REVIEW_TEXT)}, got {verdict!r}")
+        review_text(verdict)
         self.reviews[row] = verdict
         if self.review:
             cell = self.index(row, REVIEW)
             self.dataChanged.emit(cell, cell)
+
+    def set_reviews(self, reviews: Mapping[int, str]) -> None:
+        """Every row's verdict at once (rows not named have none)."""
+        for verdict in reviews.values():
+            review_text(verdict)
+        self.reviews = dict(reviews)
+        if self.review and self.events:
+            self.dataChanged.emit(self.index(0, REVIEW), self.index(len(self.events) - 1, REVIEW))
 
     def rowCount(self, parent=QtCore.QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.events)
@@ -68,7 +87,7 @@ class EventsModel(QtCore.QAbstractTableModel):
         e, column, Role = self.events[index.row()], index.column(), QtCore.Qt.ItemDataRole
         if role == Role.DisplayRole:
             return (format_clock(e.start_s), format_clock(e.end_s), self.names[e.label_index],
-                    f"{e.peak_score:.2f}", REVIEW_TEXT[self.reviews.get(index.row(), "")])[column]
+                    f"{e.peak_score:.2f}", review_text(self.reviews.get(index.row(), "")))[column]
         if role == SORT_ROLE:
             return (e.start_s, e.end_s, self.names[e.label_index].lower(), e.peak_score,
                     self.reviews.get(index.row(), ""))[column]
@@ -102,27 +121,40 @@ class EventFilter(QtCore.QSortFilterProxyModel):
 
 
 class _EventsView(QtWidgets.QTableView):
-    """The table itself: Y / N / Delete ask for a review verdict of the current row."""
+    """The table itself: Y / N / Delete ask for a review verdict of the current row; `by_key` says whether
+    the current row is being moved by a key (stepping through events) rather than by the mouse."""
 
     reviewKey = QtCore.Signal(str)
+
+    def __init__(self):
+        super().__init__()
+        self.by_key = False
 
     def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:
         verdict = REVIEW_KEYS.get(QtCore.Qt.Key(event.key()))
         if verdict is not None and self.currentIndex().isValid() and self.model().columnCount() > REVIEW:
             self.reviewKey.emit(verdict)
             return
-        super().keyPressEvent(event)
+        self.by_key = True
+        try:
+            super().keyPressEvent(event)
+        finally:
+            self.by_key = False
 
 
 class EventsTable(QtWidgets.QWidget):
     """Filters (label, minimum peak) over the sortable events table, with "shown of all" under them.
 
-    eventSelected(i): the current row became event i (click, Up/Down); eventActivated(i): Enter or a
-    double-click on event i; minPeakChanged(p): the peak filter changed (for TimelinePanel.set_min_peak);
-    reviewRequested(i, verdict): Y, N or Delete on event i (with review=True).
+    eventSelected(i): the current row became event i (click, Up/Down); eventStepped(i): the same, by a key
+    (Up/Down, Page Up/Down: the reviewer steps through the events), after eventSelected; eventActivated(i):
+    Enter or a double-click on event i; minPeakChanged(p): the peak filter changed (for
+    TimelinePanel.set_min_peak); filtered: the filters changed (the current event, if it was hidden, is no
+    longer current); reviewRequested(i, verdict): Y, N or Delete on event i (with review=True).
     """
 
     eventSelected = QtCore.Signal(int)
+    eventStepped = QtCore.Signal(int)
+    filtered = QtCore.Signal()
     eventActivated = QtCore.Signal(int)
     minPeakChanged = QtCore.Signal(float)
     reviewRequested = QtCore.Signal(int, str)
@@ -198,8 +230,13 @@ class EventsTable(QtWidgets.QWidget):
         return QtCore.QSize(max(columns + frame, super().sizeHint().width()), super().sizeHint().height())
 
     def set_review(self, index: int, verdict: str) -> None:
-        """Show event `index`'s verdict ("correct", "wrong" or "" for none)."""
+        """Show event `index`'s verdict ("correct", "wrong", "relabel:<label name>" or "" for none)."""
         self.model.set_review(index, verdict)
+
+    def set_reviews(self, reviews: Mapping[int, str]) -> None:
+        """Show these verdicts by event index (the others: none); the table widens for a long relabel."""
+        self.model.set_reviews(reviews)
+        self.setMinimumWidth(self.sizeHint().width())
 
     def select_event(self, index: int | None) -> None:
         """Make event `index` the current row and scroll to it (no signal; None or a hidden event: none)."""
@@ -229,7 +266,18 @@ class EventsTable(QtWidgets.QWidget):
     def _current_changed(self, current: QtCore.QModelIndex, _previous: QtCore.QModelIndex) -> None:
         if current.isValid() and not self._quiet:
             self.eventSelected.emit(self._event_of(current))
+            if self.view.by_key:
+                self.eventStepped.emit(self._event_of(current))
 
     def _filter_changed(self) -> None:
-        self.proxy.set_filter(self.label_filter.currentData(), self.min_peak.value())
+        """Filter; the current event stays current while shown, and none is current once it is hidden (the
+        view would otherwise move to a neighbour, which a review key would then mark)."""
+        current = self.current_event()
+        self._quiet = True
+        try:
+            self.proxy.set_filter(self.label_filter.currentData(), self.min_peak.value())
+        finally:
+            self._quiet = False
+        self.select_event(current if current in self.shown_events() else None)
         self.count.setText(f"{self.proxy.rowCount()} of {self.model.rowCount()} events")
+        self.filtered.emit()

@@ -1,44 +1,78 @@
-"""The Files tab: the list of results (analyses with progress and cancel, finished live sessions) and the
-timeline of the chosen one.
+"""The Files tab: the list of results (analyses with progress and cancel, finished live sessions), the chosen
+one's events table under it, and its timeline (app.timeline_view: overview, detail, score strip, lanes).
 
 GUI thread only. It observes app.document.Document: rows follow fileAdded/fileChanged/fileRemoved, the events
-shown are the document's (its one event rule), and a changed rule or pin redraws the timeline without
-re-analysing. Cancel, retry and remove are intents it signals; the window decides (a live session that was
-never saved is asked about first).
+shown are the document's (its one event rule), a changed rule or pin redraws the timeline without
+re-analysing, review marks (reviewChanged) show in the table's Review column and on the boxes, and the
+playhead (playheadChanged) is drawn when it is in the shown result. Cancel, retry, remove, play, step and
+review are intents it signals; the window decides (a live session that was never saved is asked about first;
+playing and saving marks are app.filetools').
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from core.review import Verdict
 from app.document import Document, FileResult
-from app.spectrogram_view import SpectrogramView
+from app.events_table import EventsTable
+from app.timeline_view import TimelinePanel
 
-__all__ = ["FilesView", "label_color"]
+__all__ = ["FilesView"]
 
 MAX_STRIP_ROWS = 12
+ZOOM_CONTEXT_S = 4.0        # focus_event shows at least this much around an event
 _FILE, _LENGTH, _PROGRESS, _CANCEL = range(4)
 
 
-def label_color(index: int):
-    return pg.intColor(index * 7, hues=23, values=1, maxValue=255, minValue=180)
-
-
 class FilesView(QtWidgets.QSplitter):
+    """Left: the list and, under it, the chosen result's title, the play / review tools (`tools`, filled by
+    the window) and its events table (as wide as its columns need); right: its timeline, the full height.
+
+    play_requested(i): Enter or a double-click on event i of the shown result; stepped(i): a key moved the
+    selection to event i (to play it when auto-play is on); review_requested(i, verdict): the table's Y / N /
+    Delete on event i; seek_requested(t_s): empty time was clicked (the playhead goes there); chosen_changed:
+    the shown result or its chosen event changed (what the play and review actions act on).
+    """
+
     cancel_requested = QtCore.Signal(int)
     open_requested = QtCore.Signal()
     retry_requested = QtCore.Signal(str)          # a failed file's path, to analyse again
     remove_requested = QtCore.Signal(list)        # keys of results to take off the list
+    play_requested = QtCore.Signal(int)
+    stepped = QtCore.Signal(int)
+    review_requested = QtCore.Signal(int, str)
+    seek_requested = QtCore.Signal(float)
+    chosen_changed = QtCore.Signal()
 
     def __init__(self, document: Document, parent=None):
         super().__init__(QtCore.Qt.Orientation.Horizontal, parent)
         self.document = document
         self.current: int | None = None
-        left = QtWidgets.QWidget()
-        lv = QtWidgets.QVBoxLayout(left)
+        left = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        left.addWidget(self._make_queue())
+        left.addWidget(self._make_events())
+        left.setStretchFactor(0, 1)
+        left.setStretchFactor(1, 3)
+        self.addWidget(left)
+        self.timeline = TimelinePanel()
+        self.addWidget(self.timeline)
+        self.setStretchFactor(0, 0)
+        self.setStretchFactor(1, 1)
+        self._wire_events()
+
+        document.fileAdded.connect(self._added)
+        document.fileChanged.connect(self._changed)
+        document.fileRemoved.connect(self._removed)
+        document.ruleChanged.connect(self._rule_changed)
+        document.pinsChanged.connect(self._redraw_current)
+        document.reviewChanged.connect(self._reviews_changed)
+        document.playheadChanged.connect(self._show_playhead)
+
+    def _make_queue(self) -> QtWidgets.QWidget:
+        box = QtWidgets.QWidget()
+        lv = QtWidgets.QVBoxLayout(box)
         lv.setContentsMargins(0, 0, 0, 0)
         self.hint = QtWidgets.QLabel("Drop audio files or a folder on the window, or use File ▸ Open files…; "
                                      "live sessions appear here when they stop")
@@ -70,40 +104,34 @@ class FilesView(QtWidgets.QSplitter):
             button.clicked.connect(slot)
             buttons.addWidget(button, *place)
         lv.addLayout(buttons)
-        left.setMinimumWidth(240)
-        self.addWidget(left)
+        box.setMinimumWidth(240)
+        return box
 
-        right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+    def _make_events(self) -> QtWidgets.QWidget:
+        box = QtWidgets.QWidget()
+        v = QtWidgets.QVBoxLayout(box)
+        v.setContentsMargins(0, 0, 0, 0)
         self.title = QtWidgets.QLabel("")
-        self.view = SpectrogramView()
-        self.view.spec_plot.setXRange(0, 10, padding=0)      # no file yet: file time starts at 0
-        self.view.sigClicked.connect(self._clicked_at)
-        top = QtWidgets.QWidget()
-        tv = QtWidgets.QVBoxLayout(top)
-        tv.setContentsMargins(0, 0, 0, 0)
-        tv.addWidget(self.title)
-        tv.addWidget(self.view)
-        right.addWidget(top)
-        self.events = QtWidgets.QTableWidget(0, 4)
-        self.events.setHorizontalHeaderLabels(["Start (s)", "End (s)", "Label", "Peak"])
-        self.events.verticalHeader().setVisible(False)
-        self.events.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
-        self.events.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.events.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        self.events.horizontalHeader().setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.Stretch)
-        self.events.cellClicked.connect(lambda row, col: self.focus_event(row))
-        right.addWidget(self.events)
-        right.setStretchFactor(0, 3)
-        right.setStretchFactor(1, 1)
-        self.addWidget(right)
-        self.setStretchFactor(0, 1)
-        self.setStretchFactor(1, 3)
+        self.title.setWordWrap(True)
+        self.tools = QtWidgets.QToolBar()
+        self.tools.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.events_table = EventsTable(review=True)
+        v.addWidget(self.title)
+        v.addWidget(self.tools)
+        v.addWidget(self.events_table, 1)
+        return box
 
-        document.fileAdded.connect(self._added)
-        document.fileChanged.connect(self._changed)
-        document.fileRemoved.connect(self._removed)
-        document.ruleChanged.connect(self._rule_changed)
-        document.pinsChanged.connect(self._redraw_current)
+    def _wire_events(self) -> None:
+        table, panel = self.events_table, self.timeline
+        table.eventSelected.connect(self._table_chose)
+        table.eventStepped.connect(self.stepped)
+        table.eventActivated.connect(self.play_requested)
+        table.reviewRequested.connect(self.review_requested)
+        table.minPeakChanged.connect(panel.set_min_peak)
+        table.filtered.connect(self._filtered)
+        panel.eventActivated.connect(self._panel_chose)
+        panel.eventDoubleClicked.connect(self.play_requested)
+        panel.timeClicked.connect(self.seek_requested)
 
     @property
     def results(self) -> dict[int, FileResult]:
@@ -112,6 +140,20 @@ class FilesView(QtWidgets.QSplitter):
 
     def done_results(self) -> list[FileResult]:
         return self.document.done_results()
+
+    def _table_chose(self, index: int) -> None:
+        self.timeline.select_event(index)
+        self.chosen_changed.emit()
+
+    def _filtered(self) -> None:
+        """An event the table's filters hide is not chosen any more: no key marks what is not shown."""
+        if self.timeline.selected is not None and self.timeline.selected not in self.events_table.shown_events():
+            self.timeline.select_event(None)
+            self.chosen_changed.emit()
+
+    def _panel_chose(self, index: int) -> None:
+        self.events_table.select_event(index)
+        self.chosen_changed.emit()
 
     # ---- rows, following the document ---------------------------------------------------------------
 
@@ -173,10 +215,9 @@ class FilesView(QtWidgets.QSplitter):
         if self.current == key:
             self.current = None
             self.title.setText("")
-            self.view.set_events([])
-            self.view.spec_image.clear()
-            self.view.set_strip([], 0.0, 1.0, np.zeros((0, 0)))
-            self.events.setRowCount(0)
+            self.timeline.clear()
+            self.events_table.set_events([], None)
+            self.chosen_changed.emit()
         self._name_rows()
         self.hint.setVisible(not self.results)
 
@@ -188,8 +229,8 @@ class FilesView(QtWidgets.QSplitter):
         self._redraw_current()
 
     def _redraw_current(self) -> None:
-        if self.current is not None and self.results[self.current].status == "done":
-            self._draw(self.results[self.current])
+        if self.shown is not None:
+            self._draw(self.shown)
 
     # ---- intents ------------------------------------------------------------------------------------
 
@@ -276,59 +317,101 @@ class FilesView(QtWidgets.QSplitter):
         result = self.results.get(job)
         if result is None:
             return
+        shown_before = self.current == job
         self.current = job
         if result.status != "done":
             self.title.setText(f"{self.display_name(job)}: {result.status}"
                                + (f": {result.message}" if result.message else ""))
-            return
-        self.view.show_file(result.features, result.spectrogram, result.column_s)
-        self._draw(result)
+        else:
+            self._draw(result, keep_view=shown_before)
+        self.chosen_changed.emit()
 
-    def _draw(self, result: FileResult) -> None:
-        tl, labels = result.timeline, result.timeline.labels
-        self.title.setText(f"{self.display_name(result.job)}: {_clock(tl.duration_s)}, {tl.num_windows} windows, "
-                           f"{len(result.events)} events ({tl.model_name} on {tl.device})")
-        self.view.set_events([(e.start_s, e.end_s, labels[e.label_index].name, label_color(e.label_index))
-                              for e in result.events])
-        # strip rows: pinned labels, labels with their own threshold (kept when it removes their events),
-        # then labels with events by total time on, then the highest scores
+    def _draw(self, result: FileResult, keep_view: bool = True) -> None:
+        """Timeline, strip, table and marks of a done result; keep_view keeps the zoom and the label filter
+        (a changed rule or pin redraws the same result)."""
+        tl, panel, table = result.timeline, self.timeline, self.events_table
+        shown, label = panel.visible_range(), table.label_filter.currentData()
+        panel.set_file(result.features, result.spectrogram, result.column_s, tl, result.events)
+        table.set_events(result.events, tl)
+        if keep_view:
+            panel.show_range(*shown)
+            table.label_filter.setCurrentIndex(max(0, table.label_filter.findData(label)))
+        rows = self._strip_labels(result)
+        panel.set_strip([tl.labels[i].name for i in rows], tl.window_s / 2 - tl.hop_s / 2, tl.hop_s,
+                        tl.scores[:, rows].T)
+        self._reviews_changed(result.job)
+        self._show_playhead()
+        self.chosen_changed.emit()                  # the events are new: none is chosen
+
+    def _strip_labels(self, result: FileResult) -> list[int]:
+        """The labels of the score strip: pinned ones, then those with their own threshold (their row stays
+        when the threshold removes their events, to compare the scores with it). Events have their lanes."""
+        labels = result.timeline.labels
         pinned = [label.index for key in self.document.pinned_ids if (label := labels.find(key)) is not None]
         own = [labels.find(str(key)).index for key, _ in self.document.rule_for(labels).label_thresholds]
-        time_on: dict[int, float] = {}
-        for e in result.events:
-            time_on[e.label_index] = time_on.get(e.label_index, 0.0) + e.end_s - e.start_s
-        rows = list(dict.fromkeys(pinned + own + [i for i, _ in sorted(time_on.items(), key=lambda kv: -kv[1])]))
-        if len(rows) < 3 and tl.num_windows:
-            rows += [int(i) for i in np.argsort(-np.nanmax(tl.scores, axis=0)) if int(i) not in rows][:3 - len(rows)]
-        rows = rows[:MAX_STRIP_ROWS]
-        x0 = tl.window_s / 2 - tl.hop_s / 2
-        self.view.set_strip([labels[i].name for i in rows], x0, tl.hop_s, tl.scores[:, rows].T)
-        self.events.setRowCount(len(result.events))
-        for r, e in enumerate(result.events):
-            for c, text in enumerate((f"{e.start_s:.3f}", f"{e.end_s:.3f}", labels[e.label_index].name,
-                                      f"{e.peak_score:.2f}")):
-                item = QtWidgets.QTableWidgetItem(text)
-                if c == 2:
-                    item.setForeground(label_color(e.label_index))
-                self.events.setItem(r, c, item)
+        return list(dict.fromkeys(pinned + own))[:MAX_STRIP_ROWS]
 
-    def focus_event(self, row: int) -> None:
-        """Move the view to event `row` of the current file (and select it)."""
-        if self.current is None:
-            return
-        events = self.results[self.current].events
-        if 0 <= row < len(events):
-            self.view.show_range(events[row].start_s, events[row].end_s)
-            self.events.selectRow(row)
+    def _title(self, result: FileResult) -> str:
+        tl, reviewed = result.timeline, len(result.reviews())
+        return (f"{self.display_name(result.job)}: {_clock(tl.duration_s)}, {len(result.events)} events"
+                + (f", {reviewed} reviewed" if reviewed else "") + f" ({tl.model_name} on {tl.device})")
 
-    def _clicked_at(self, x_s: float) -> None:
-        if self.current is None:
+    def _reviews_changed(self, key: int) -> None:
+        """The marks of the shown result, by event: the table's Review column and the symbols on the boxes."""
+        result = self.results.get(key)
+        if key != self.current or result is None or result.status != "done":
             return
-        for row, e in enumerate(self.results[self.current].events):
-            if e.start_s <= x_s <= e.end_s:
-                self.events.selectRow(row)
-                self.events.scrollToItem(self.events.item(row, 0))
-                return
+        labels = result.timeline.labels
+        marks = result.reviews()
+        by_index = {i: marks[e] for i, e in enumerate(result.events) if e in marks}
+        self.events_table.set_reviews({i: m.text(labels) for i, m in by_index.items()})
+        self.timeline.set_marks({i: Verdict(m.verdict).value for i, m in by_index.items()})
+        self.title.setText(self._title(result))
+
+    def _show_playhead(self) -> None:
+        playhead = self.document.playhead
+        self.timeline.set_playhead(playhead[1] if playhead is not None and playhead[0] == self.current else None)
+
+    @property
+    def shown(self) -> FileResult | None:
+        """The result whose timeline is shown (analysed or finished), or None."""
+        result = self.results.get(self.current) if self.current is not None else None
+        return result if result is not None and result.status == "done" else None
+
+    @property
+    def selected_event(self) -> int | None:
+        """The event chosen in the table or on the lanes (an index into the shown result's events)."""
+        return self.timeline.selected if self.shown is not None else None
+
+    def choose_event(self, index: int) -> None:
+        """Select event `index` in the table and on the lanes (the detail pans to it, keeping the zoom)."""
+        self.events_table.select_event(index)
+        self.timeline.select_event(index)
+        self.chosen_changed.emit()
+
+    def step(self, delta: int) -> int | None:
+        """Select the event `delta` rows away in the table's order (its sort and filters); from none, the
+        first (or last). Returns it, or None when the table shows no event."""
+        order = self.events_table.shown_events()
+        if self.shown is None or not order:
+            return None
+        current = self.selected_event
+        if current in order:
+            index = order[min(max(order.index(current) + delta, 0), len(order) - 1)]
+        else:
+            index = order[0] if delta > 0 else order[-1]
+        self.choose_event(index)
+        return index
+
+    def focus_event(self, index: int) -> None:
+        """Select event `index` and zoom the detail to it, with ZOOM_CONTEXT_S of context around it."""
+        result = self.shown
+        if result is None or not 0 <= index < len(result.events):
+            return
+        e = result.events[index]
+        pad = max(ZOOM_CONTEXT_S, e.end_s - e.start_s) / 2
+        self.timeline.show_range(e.start_s - pad, e.end_s + pad)
+        self.choose_event(index)
 
 
 def _distinct_names(paths: list[Path]) -> list[str]:

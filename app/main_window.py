@@ -3,10 +3,11 @@ workers that feed it, and keeps what is the window's own: the dialogs, the banne
 timer that drains the workers' queues.
 
 GUI thread only. Work happens in app.workers (model loading and file analysis on QThreads, live tagging on
-the tagger's thread, every call of a live session that can block on LiveControl's thread); one ~30 Hz QTimer
-drains their queues into the document, and runs only while something is going on, so an idle window costs
-no CPU. Every failure (no microphone, unreadable file, broken model file, full disk) is shown in words in
-the banner and the app keeps working with what it had.
+the tagger's thread, every call of a live session that can block on LiveControl's thread) and app.filetools
+(playing, saving review marks, writing clips); one ~30 Hz QTimer drains their queues into the document and
+moves the playhead, and runs only while something is going on, so an idle window costs no CPU. Every
+failure (no microphone, unreadable file, broken model file, full disk) is shown in words in the banner and
+the app keeps working with what it had.
 """
 from __future__ import annotations
 
@@ -24,13 +25,16 @@ from core.capture import CaptureError, FilePlayback
 from core.hub import AUDIOSET_REPO
 from core.errors import ExportExistsError, TaggerError
 from core.modelfile import shipped_models
+from core.playback import Player
+from core.review import ReviewStore
 from core.session import LiveSession, LiveTimeline
 from core.tagger import TaggerState
 from core.timeline import Timeline
 from app.controls import ExportDialog, ExportRequest, LabelPanel, ask_unsaved, offer_audioset
 from app.document import Document, FileResult
-from app.exporting import export_scopes, write_export
+from app.exporting import export_scopes, write_each, write_export
 from app.files_view import FilesView
+from app.filetools import FileTools
 from app.live_view import PLAY_FILE, LiveView
 from app.settings import AppSettings, default_qsettings, load_settings, save_settings
 from app.toolbar import HUB_MODELS, OPEN_HF_DIR, OPEN_MODEL, RunBar
@@ -52,7 +56,10 @@ Button = QtWidgets.QMessageBox.StandardButton
 
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, qsettings: QtCore.QSettings | None = None, model_spec: str | None = None,
-                 compute: str | None = None, audio=None):
+                 compute: str | None = None, audio=None, player: Player | None = None,
+                 review_store: ReviewStore | None = None):
+        """audio: the live inputs (app.workers.SystemAudio); player: what plays files (core.playback.Player on the
+        default output); review_store: where review marks are kept (the user data folder's)."""
         super().__init__()
         self.setWindowTitle("AST Tagger[*]")
         self.setAcceptDrops(True)
@@ -81,7 +88,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._model_status = "no model loaded"
         self.redraw_ms: list[float] = []            # GUI time per tick while drawing (bench/bench_gui.py)
 
-        self._build()
+        self._build(player or Player(), review_store or ReviewStore())
         self._wire()
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(TICK_MS)
@@ -91,7 +98,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ================================================================================= construction
 
-    def _build(self) -> None:
+    def _build(self, player: Player, review_store: ReviewStore) -> None:
         bar = RunBar(self.settings, self.document, self)
         self.addToolBar(bar)
         self.run_bar = bar
@@ -120,6 +127,7 @@ class MainWindow(QtWidgets.QMainWindow):
         v.addLayout(row)
         v.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
+        self.file_tools = FileTools(self, player, review_store, self._wake)
 
         self.labels_panel = LabelPanel(self.document)
         dock = QtWidgets.QDockWidget("Labels", self)
@@ -132,12 +140,14 @@ class MainWindow(QtWidgets.QMainWindow):
         menu.addAction("Open &folder…", self._open_folder_dialog)
         menu.addAction("Start/stop &listening", QtGui.QKeySequence("Ctrl+L"), self.live_view.start.click)
         self.export_action = menu.addAction("&Export…", QtGui.QKeySequence("Ctrl+E"), self.export_dialog)
+        menu.addAction(self.file_tools.clips_action)
         menu.addSeparator()
         menu.addAction("&Quit", QtGui.QKeySequence.StandardKey.Quit, self.close)
         models = self.menuBar().addMenu("&Model")
         models.addAction("Open model &file…", lambda: self._pick_model(OPEN_MODEL))
         models.addAction("Open Hugging Face &directory…", lambda: self._pick_model(OPEN_HF_DIR))
         models.addAction("Use the &default model", lambda: self.load_model(""))
+        self.file_tools.add_menus(self.menuBar())
         dock_action = dock.toggleViewAction()
         dock_action.setText("&Labels panel")
         self.menuBar().addMenu("&View").addAction(dock_action)
@@ -539,8 +549,12 @@ class MainWindow(QtWidgets.QMainWindow):
     def export(self, request: ExportRequest, overwrite: bool = False) -> list[Path]:
         """Write the request (see app.exporting.write_export) and note which live results it saved."""
         current, done = self._current_file(), self.document.done_results()
+        if request.scope == "each":
+            return write_each(request, self._event_config(), done, overwrite,
+                              wrote=lambda result: self.document.mark_exported(result.job, result.timeline))
         key, live = self._live_scopes().get(request.scope, (None, None))
-        written = write_export(request, self._event_config(), current, done, live, overwrite)
+        marks = self.document.files[key].marks if key in self.document.files else ()
+        written = write_export(request, self._event_config(), current, done, live, overwrite, marks)
         if request.scope == "file" and current is not None:
             self.document.mark_exported(current.job, current.timeline)
         elif request.scope == "batch":
@@ -637,12 +651,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self._loaders = [w for w in self._loaders if not w.isFinished()]
         self._drain_analysis()
         self._drain_live()
+        self.file_tools.poll()
         drew = self.live_view.tick()
         if drew:
             self.redraw_ms.append(1000 * (time.perf_counter() - t0))
         if (self.document.live_state == "idle" and not self.live_control.busy and not self.analysis.busy
                 and not self._loaders and self._analysis_results.empty() and self._model_results.empty()
-                and self._live_results.empty()):
+                and self._live_results.empty() and not self.file_tools.busy):
             self.timer.stop()                      # idle: no CPU until something starts
 
     # ================================================================================ drag and drop
@@ -676,6 +691,7 @@ class MainWindow(QtWidgets.QMainWindow):
             log.warning("the live session did not close within %.0f s (the audio device does not answer); "
                         "quitting without it", LIVE_CLOSE_WAIT_S)
         self.analysis.shutdown()
+        self.file_tools.close()
         for loader in self._loaders:
             if isinstance(loader, HubDownloader):
                 loader.cancel()                    # quitting does not wait for a download

@@ -1,11 +1,12 @@
-"""Screenshots of the app tagging real clips, for the README: `docs/screenshot.sh` runs this under Xvfb.
+"""The Live screenshot of the README: `docs/screenshot.sh` runs this under Xvfb (the Files tab's are
+app.walkthrough's).
 
-    python -m app.screenshot --out docs   # -> docs/screenshot-live.png, docs/screenshot-files.png
+    python -m app.screenshot --out docs   # -> docs/screenshot-live.png
 
 The scene is three CC0 ESC-50 clips from tests/data (rooster, church bell, door knock) with silence
-between. Live: the scene played in real time into the live view (core.capture.FilePlayback, the same
-path as a microphone) and captured mid-way; Files: the same scene analysed into its timeline.
-Uses a temporary settings file, so a user's own settings are neither used nor changed.
+between, played in real time into the live view (core.capture.FilePlayback, the same path as a microphone)
+and captured mid-way. Uses a temporary settings file and review store, so a user's own are neither used nor
+changed.
 """
 from __future__ import annotations
 
@@ -43,13 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     from app import make_application
     from app.main_window import MainWindow
     from app.workers import FileAudio, set_cpu_threads
+    from core.review import ReviewStore
 
     app = make_application()
     set_cpu_threads()
     tmp = Path(tempfile.mkdtemp(prefix="screenshot-"))
     scene = make_scene(tmp / "scene.wav")
     settings = QtCore.QSettings(str(tmp / "settings.ini"), QtCore.QSettings.Format.IniFormat)
-    window = MainWindow(qsettings=settings, audio=FileAudio(scene))
+    window = MainWindow(qsettings=settings, audio=FileAudio(scene), review_store=ReviewStore(tmp))
     window.resize(1400, 820)
     window.show()
 
@@ -70,17 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     window.grab().save(str(out / "screenshot-live.png"))
     window.stop_live()
     wait(lambda: window.session is None, 30)
-
-    window.open_paths([str(scene)])
-    wait(lambda: bool(window.files_view.done_results()), 60)
-    window.files_view.focus_event(0)
-    window.files_view.view.spec_plot.setXRange(0, 21, padding=0)
-    wait(lambda: False, 0.3)
-    window.grab().save(str(out / "screenshot-files.png"))
     for key, _ in window.document.unsaved():    # a demo's session: nothing to keep
         window.document.remove(key)
     window.close()
-    print(f"wrote {out / 'screenshot-live.png'} and {out / 'screenshot-files.png'}")
+    print(f"wrote {out / 'screenshot-live.png'}")
     return 0
 
 

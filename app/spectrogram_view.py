@@ -1,4 +1,5 @@
-"""The log-mel spectrogram (the model's own features) over a label-by-time activity strip, x axes linked.
+"""The live log-mel spectrogram (the model's own features) over a label-by-time activity strip, x axes linked;
+the display levels and Hz ticks that the Files tab's timeline (app.timeline_view) shares.
 
 GUI thread only. Both images are pyqtgraph ImageItems fed uint8 data with fixed levels and a perceptual
 colormap, so a redraw is one lookup-table pass and never a re-scan of levels. The live view keeps its
@@ -103,10 +104,8 @@ class SessionImage:
 
 
 class SpectrogramView(pg.GraphicsLayoutWidget):
-    """Spectrogram (top) and activity strip (bottom). Live: `start_live` + `add_frames` + `refresh` per
-    tick; files: `show_file`. Events can be drawn over the spectrogram (`set_events`)."""
-
-    sigClicked = QtCore.Signal(float)   # x (seconds) of a click on either plot
+    """The live spectrogram (top) and activity strip (bottom): `start_live` + `add_frames` + `refresh` per
+    tick. A whole file or finished session is app.timeline_view.TimelinePanel's."""
 
     def __init__(self, history_s: float = 30.0, parent=None):
         super().__init__(parent=parent)
@@ -132,7 +131,6 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         self.strip_image = pg.ImageItem(axisOrder="row-major")
         self.strip_image.setColorMap(STRIP_CMAP)
         self.strip_plot.addItem(self.strip_image)
-        self._event_items: list[pg.GraphicsObject] = []
         self.features = FeatureConfig()
         self.levels = spectrogram_levels(self.features)
         self._width = 0
@@ -143,7 +141,6 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         self._arrival = 0.0         # perf_counter when the newest frames came (smooth scrolling)
         self._shown_end = 0.0       # right edge of the live view, s
         self.strip_rows: list[str] = []
-        self.spec_plot.scene().sigMouseClicked.connect(self._clicked)
         self.set_features(self.features)
         self.strip_plot.getAxis("left").setTicks([[], []])
         self.strip_plot.setYRange(0, 1, padding=0)
@@ -176,18 +173,11 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         self.strip_plot.getAxis("left").setTicks([[(k + 0.5, _short(n)) for k, n in enumerate(names)], []])
         self.strip_plot.setYRange(0, K, padding=0)
 
-    def _clicked(self, event) -> None:
-        for plot in (self.spec_plot, self.strip_plot):
-            if plot.sceneBoundingRect().contains(event.scenePos()):
-                self.sigClicked.emit(plot.getViewBox().mapSceneToView(event.scenePos()).x())
-                return
-
     # ---- live ---------------------------------------------------------------------------------------
 
     def start_live(self, features: FeatureConfig) -> None:
         """An empty, scrolling view of the last history_s seconds of a new stream."""
         self.set_features(features)
-        self.set_events([])
         self._width = round(self.history_s / features.frame_shift_s)
         self._ring = np.zeros((features.num_mel_bins, 2 * self._width), dtype=np.uint8)
         self._column, self._next_frame, self._dirty = self._width - 1, 0, True
@@ -242,43 +232,6 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         self.spec_plot.setXRange(self._shown_end - W * shift, self._shown_end, padding=0)
         self._dirty = False
         return True
-
-    # ---- files --------------------------------------------------------------------------------------
-
-    def show_file(self, features: FeatureConfig, image: np.ndarray, column_s: float) -> None:
-        """A whole file: (F, C) uint8 columns of column_s seconds each (quantize() at this model's levels)."""
-        self._width = 0
-        self.set_features(features)
-        if image.shape[1] == 0:
-            image = np.zeros((features.num_mel_bins, 1), np.uint8)
-        self.spec_image.setImage(image, levels=(0, 255), autoLevels=False)
-        duration = max(column_s * image.shape[1], 1e-3)
-        self.spec_image.setRect(QtCore.QRectF(0, 0, duration, features.num_mel_bins))
-        self.spec_plot.setXRange(0, duration, padding=0)
-
-    def set_events(self, spans: list[tuple[float, float, str, QtGui.QColor]]) -> None:
-        """Outline events (start_s, end_s, name, colour) over the spectrogram."""
-        for item in self._event_items:
-            self.spec_plot.removeItem(item)
-        self._event_items = []
-        F = self.features.num_mel_bins
-        for i, (start, end, name, color) in enumerate(spans):
-            region = pg.LinearRegionItem((start, end), movable=False, brush=pg.mkBrush(color.red(), color.green(),
-                                                                                     color.blue(), 40),
-                                         pen=pg.mkPen(color, width=1))
-            region.setZValue(10)
-            self.spec_plot.addItem(region)
-            self._event_items.append(region)
-            if len(spans) <= 200:
-                text = pg.TextItem(_short(name, 24), color=color, anchor=(0, 0))
-                text.setPos(start, F - 2 - 10 * (i % 4))
-                text.setZValue(11)
-                self.spec_plot.addItem(text)
-                self._event_items.append(text)
-
-    def show_range(self, start_s: float, end_s: float) -> None:
-        pad = max(0.5, 0.25 * (end_s - start_s))
-        self.spec_plot.setXRange(start_s - pad, end_s + pad, padding=0)
 
 
 def _short(name: str, limit: int = 22) -> str:

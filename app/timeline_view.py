@@ -1,5 +1,6 @@
 """A long file at a glance: an overview of the whole file, a zoomable detail spectrogram, and under it one
-lane of event boxes per label (the layout of Sonic Visualiser and Audacity), with a playhead.
+lane of event boxes per label (the layout of Sonic Visualiser and Audacity), with a playhead, review marks
+(✓ / ✗ / → on the boxes) and an optional strip of score rows for labels the user watches.
 
 GUI thread only. Everything drawn is built once per file (or per filter change) and then only repainted:
 the spectrogram is one ImageItem with fixed levels, each lane is one BarGraphItem holding all of its
@@ -8,8 +9,9 @@ by the lanes, never one item per event. Time on every x axis is file seconds, sh
 """
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyqtgraph as pg
@@ -18,17 +20,35 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from core.config import FeatureConfig
 from core.timeline import Event, Timeline
 from app.lanes import Lane, box_height, build_lanes, event_colours, event_density, format_clock, spaced, thumbnail
-from app.spectrogram_view import AXIS_WIDTH_PX, SPEC_CMAP, mel_ticks
+from app.spectrogram_view import AXIS_WIDTH_PX, SPEC_CMAP, STRIP_CMAP, mel_ticks
 
 __all__ = ["TimelinePanel", "ClockAxis", "LaneAxis"]
 
 LANE_PX = 20                # preferred height of a lane; names need about a line of text
 MIN_LANE_PX = 15
+DETAIL_PX = 220             # preferred height of the detail: with many lanes both give way toward their minimum
 OVERVIEW_PX = 96            # thumbnail + density row + time axis
 DENSITY_TOP = 1.0           # overview y: the event density fills [0, 1], the thumbnail THUMB_Y
 THUMB_Y = (1.2, 4.0)
 CLICK_PX = 4                # a click this close to a box hits it (short events are a pixel or two wide)
 CLOCK_STEPS_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+MARK_PX = 18                # a review mark's symbol, drawn on its box
+MARKS = {"correct": ("✓", "#7CFC00"), "wrong": ("✗", "#FF4040"), "relabel": ("→", "#FFFFFF")}   # verdict ->
+                            # symbol, colour (a black outline keeps them legible on any box colour)
+DETAIL, STRIP, LANES = 1, 2, 3                                 # rows of the layout (0: the overview)
+
+
+@functools.cache
+def text_symbol(text: str) -> QtGui.QPainterPath:
+    """A character as a scatter symbol: its outline, centred and scaled to a unit box (made once; it needs
+    the QApplication, so not at import)."""
+    font = QtGui.QFont()
+    font.setBold(True)
+    path = QtGui.QPainterPath()
+    path.addText(0, 0, font, text)
+    box = path.boundingRect()
+    scale = 1.0 / max(box.width(), box.height(), 1e-9)
+    return QtGui.QTransform().scale(scale, scale).translate(-box.center().x(), -box.center().y()).map(path)
 
 
 class ClockAxis(pg.AxisItem):
@@ -82,11 +102,13 @@ class TimelinePanel(QtWidgets.QWidget):
     detail spectrogram of that region and the event lanes, x-linked. The wheel zooms, dragging pans, the
     region drags and resizes, a click on the overview centres the detail there.
 
-    eventActivated(i): a box was clicked (i indexes the events given to set_file); timeClicked(t_s): empty
-    time was clicked on the detail or the lanes (to play from there).
+    eventActivated(i): a box was clicked (i indexes the events given to set_file); eventDoubleClicked(i): a
+    box was double-clicked (to play it); timeClicked(t_s): empty time was clicked on the detail, the strip or
+    the lanes (to play from there).
     """
 
     eventActivated = QtCore.Signal(int)
+    eventDoubleClicked = QtCore.Signal(int)
     timeClicked = QtCore.Signal(float)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
@@ -106,6 +128,8 @@ class TimelinePanel(QtWidgets.QWidget):
         self._duration_s = 1.0
         self._min_peak = 0.0
         self._selected: int | None = None
+        self._marks: dict[int, str] = {}                 # event index -> verdict (Mark.verdict's value)
+        self.strip_rows: list[str] = []
         self._playhead_s: float | None = None
         self._syncing = False
         self.region.sigRegionChanged.connect(self._region_moved)
@@ -116,26 +140,31 @@ class TimelinePanel(QtWidgets.QWidget):
         self.clear()
 
     def _make_plots(self) -> None:
-        """Overview (fixed height), detail (takes the rest) and lanes (a line of text each), one above the
-        other with left axes of one width, so that one second is at the same x in the detail and the lanes."""
+        """Overview (fixed height), detail (takes the rest), the strip and the lanes (a line of text each), one
+        above the other with left axes of one width, so that one second is at the same x in all but the overview."""
         self.overview_plot = self.graphics.addPlot(row=0, col=0, axisItems={"bottom": ClockAxis()})
-        self.detail_plot = self.graphics.addPlot(row=1, col=0)
+        self.detail_plot = self.graphics.addPlot(row=DETAIL, col=0)
+        self.strip_plot = self.graphics.addPlot(row=STRIP, col=0)
         self.lane_axis = LaneAxis()
-        self.lane_plot = self.graphics.addPlot(row=2, col=0, axisItems={"left": self.lane_axis,
-                                                                        "bottom": ClockAxis()})
+        self.lane_plot = self.graphics.addPlot(row=LANES, col=0, axisItems={"left": self.lane_axis,
+                                                                            "bottom": ClockAxis()})
         self._grid = self.graphics.ci.layout
         self._grid.setRowFixedHeight(0, OVERVIEW_PX)
-        self._grid.setRowStretchFactor(1, 1)
-        self.lane_plot.setXLink(self.detail_plot)
-        for plot in (self.overview_plot, self.detail_plot, self.lane_plot):
+        self._grid.setRowStretchFactor(DETAIL, 1)
+        self._grid.setRowPreferredHeight(DETAIL, DETAIL_PX)
+        for plot in (self.strip_plot, self.lane_plot):
+            plot.setXLink(self.detail_plot)
+        for plot in (self.overview_plot, self.detail_plot, self.strip_plot, self.lane_plot):
             plot.setMenuEnabled(False)
             plot.hideButtons()
             plot.getAxis("left").setWidth(AXIS_WIDTH_PX)
             plot.getAxis("left").enableAutoSIPrefix(False)
             plot.getViewBox().setMouseEnabled(x=plot is not self.overview_plot, y=False)
         self.detail_plot.hideAxis("bottom")
+        self.strip_plot.hideAxis("bottom")
         self.detail_plot.setMinimumHeight(90)
-        self.lane_plot.getViewBox().invertY(True)                  # the lane with the most time on top
+        for plot in (self.strip_plot, self.lane_plot):
+            plot.getViewBox().invertY(True)                       # the first row (lane with the most time) on top
         self.overview_plot.setYRange(0, THUMB_Y[1], padding=0)
         self.overview_plot.getAxis("left").setTicks([[(DENSITY_TOP / 2, "events"),
                                                       (sum(THUMB_Y) / 2, "whole file")], []])
@@ -157,15 +186,20 @@ class TimelinePanel(QtWidgets.QWidget):
         self.selected_box = QtWidgets.QGraphicsRectItem()
         self.selected_box.setPen(pen)
         self.selected_box.setZValue(5)
+        self.strip_image = pg.ImageItem(axisOrder="row-major")
+        self.strip_image.setColorMap(STRIP_CMAP)
+        self.mark_items = pg.ScatterPlotItem(pxMode=True, size=MARK_PX, pen=pg.mkPen("k", width=1))
+        self.mark_items.setZValue(6)
         for image in (self.overview_image, self.detail_image):
             image.setColorMap(SPEC_CMAP)
         for plot, items in ((self.overview_plot, (self.overview_image, self.density, self.region)),
                             (self.detail_plot, (self.detail_image, self.selected_band)),
-                            (self.lane_plot, (self.lane_shading, self.selected_box))):
+                            (self.strip_plot, (self.strip_image,)),
+                            (self.lane_plot, (self.lane_shading, self.selected_box, self.mark_items))):
             for item in items:
                 plot.addItem(item)
         self.playheads = []
-        for plot in (self.overview_plot, self.detail_plot, self.lane_plot):
+        for plot in (self.overview_plot, self.detail_plot, self.strip_plot, self.lane_plot):
             self.playheads.append(pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#FFFFFF", width=2)))
             self.playheads[-1].setZValue(20)
             plot.addItem(self.playheads[-1], ignoreBounds=True)
@@ -197,7 +231,7 @@ class TimelinePanel(QtWidgets.QWidget):
         for plot in (self.detail_plot, self.lane_plot):
             plot.getViewBox().setLimits(xMin=0, xMax=self._duration_s, minXRange=shortest,
                                         maxXRange=self._duration_s)
-        self._selected = None
+        self._selected, self._marks = None, {}
         self.set_playhead(None)
         self._redraw_events()
         self.show_range(0, self._duration_s)
@@ -214,13 +248,42 @@ class TimelinePanel(QtWidgets.QWidget):
         self.overview_plot.setXRange(0, self._duration_s, padding=0)
 
     def clear(self) -> None:
-        """No file: empty images, no lanes, no playhead."""
+        """No file: empty images, no lanes, no strip, no playhead."""
         self._timeline, self._events, self._colours = None, [], {}
         self.detail_image.clear()
         self.overview_image.clear()
-        self._selected = None
+        self._selected, self._marks = None, {}
         self.set_playhead(None)
+        self.set_strip([], 0.0, 1.0, np.zeros((0, 0)))
         self._redraw_events()
+
+    def set_strip(self, names: Sequence[str], x0_s: float, column_s: float, scores: np.ndarray) -> None:
+        """Score rows under the detail: row k is names[k], column j is [x0_s + j column_s, x0_s + (j + 1)
+        column_s), scores (K, C) in [0, 1] (NaN: not scored). No names: the strip takes no room."""
+        self.strip_rows = list(names)
+        K = len(self.strip_rows)
+        line_px = QtGui.QFontMetrics(self.font()).height() + 1
+        self._grid.setRowFixedHeight(STRIP, K * line_px)          # none: a row of no height ...
+        self.strip_plot.showAxis("left", K > 0)                   # ... with nothing drawn
+        if K == 0 or scores.size == 0:
+            self.strip_image.clear()
+            self.strip_plot.getAxis("left").setTicks([[], []])
+            return
+        image = np.clip(np.nan_to_num(scores, nan=0.0) * 255.0, 0, 255).astype(np.uint8)     # (K, C)
+        self.strip_image.setImage(image, levels=(0, 255), autoLevels=False)
+        self.strip_image.setRect(QtCore.QRectF(x0_s, 0, column_s * scores.shape[1], K))
+        metrics = QtGui.QFontMetrics(self.strip_plot.getAxis("left").style["tickFont"] or self.font())
+        elided = [metrics.elidedText(n, QtCore.Qt.TextElideMode.ElideRight, AXIS_WIDTH_PX - 18) for n in names]
+        self.strip_plot.getAxis("left").setTicks([[(k + 0.5, n) for k, n in enumerate(elided)], []])
+        self.strip_plot.setYRange(0, K, padding=0)
+
+    def set_marks(self, marks: Mapping[int, str]) -> None:
+        """Review marks by event index: "correct", "wrong" or "relabel", drawn as ✓, ✗ or → on the box."""
+        unknown = sorted(set(marks.values()) - set(MARKS))
+        if unknown:
+            raise ValueError(f"a mark is one of {', '.join(MARKS)}, got {unknown[0]!r}")
+        self._marks = dict(marks)
+        self._draw_marks()
 
     def set_min_peak(self, min_peak: float) -> None:
         """Hide the events whose peak score is below min_peak (the events table's confidence filter)."""
@@ -242,6 +305,7 @@ class TimelinePanel(QtWidgets.QWidget):
         else:
             self.lane_axis.set_lanes([f"no events ≥ {self._min_peak:.2f}" if self._min_peak > 0 else "no events"],
                                      [QtGui.QColor("#BBBBBB")])
+        self._draw_marks()
         visible = [e for e in self._events if e.peak_score >= self._min_peak]
         bins = int(min(1000, max(1, self._duration_s / 0.5)))
         counts = event_density(visible, self._duration_s, bins)
@@ -268,8 +332,22 @@ class TimelinePanel(QtWidgets.QWidget):
         rows = max(1, len(self.lanes))
         self.lane_plot.setYRange(0, rows, padding=0)
         axis_px = self.lane_plot.getAxis("bottom").height()
-        self._grid.setRowMinimumHeight(2, rows * MIN_LANE_PX + axis_px)
-        self._grid.setRowPreferredHeight(2, rows * LANE_PX + axis_px)
+        self._grid.setRowMinimumHeight(LANES, rows * MIN_LANE_PX + axis_px)
+        self._grid.setRowPreferredHeight(LANES, rows * LANE_PX + axis_px)
+
+    def _draw_marks(self) -> None:
+        """One symbol per marked event that has a box (the peak filter hides both), centred on the box."""
+        shown = [(i, verdict) for i, verdict in self._marks.items() if i in self._lane_of]
+        self.mark_items.setData(
+            x=[(self._events[i].start_s + self._events[i].end_s) / 2 for i, _ in shown],
+            y=[self._lane_of[i] + 0.5 for i, _ in shown],
+            symbol=[text_symbol(MARKS[verdict][0]) for _, verdict in shown],
+            brush=[pg.mkBrush(MARKS[verdict][1]) for _, verdict in shown],
+            data=[i for i, _ in shown])
+
+    @property
+    def marks(self) -> dict[int, str]:
+        return dict(self._marks)
 
     # ---- view ---------------------------------------------------------------------------------------
 
@@ -364,10 +442,15 @@ class TimelinePanel(QtWidgets.QWidget):
         return int(row.events[best])
 
     def _clicked(self, event) -> None:
-        if event.button() != QtCore.Qt.MouseButton.LeftButton or event.double() or self._timeline is None:
-            return                                     # a double click's second click would act twice
+        if event.button() != QtCore.Qt.MouseButton.LeftButton or self._timeline is None:
+            return
         pos = event.scenePos()
-        plot = next((p for p in (self.overview_plot, self.detail_plot, self.lane_plot)
+        if event.double():                             # its first click already selected; this one plays
+            hit = self._box_at(pos)
+            if hit is not None:
+                self.eventDoubleClicked.emit(hit)
+            return
+        plot = next((p for p in (self.overview_plot, self.detail_plot, self.strip_plot, self.lane_plot)
                      if p.getViewBox().sceneBoundingRect().contains(pos)), None)
         if plot is None:
             return

@@ -10,7 +10,8 @@ spends it.
 - **lanes: playhead tick**: the same panel during playback, the playhead moved by 1/30 s and Qt's repaint of
   what moved (processEvents), as a window's 30 Hz timer would do it;
 - **text over spectrogram** (reference, the Files tab before issue 12): app.spectrogram_view.SpectrogramView
-  with the same events drawn by set_events (a LinearRegionItem and a TextItem per event).
+  showing the file with the same events drawn as that tab drew them (a LinearRegionItem and a TextItem per
+  event; `text_over_spectrogram` below keeps that code, which the app no longer has).
 
 Usage: python bench/bench_timeline.py [--steps 120] [--size 1366x768] [--json PATH]
 """
@@ -59,6 +60,30 @@ def time_steps(set_range, repaint, steps: int, duration_s: float) -> list[float]
     return times
 
 
+def text_over_spectrogram(features, image, column_s: float, spans: list) -> tuple:
+    """(view, items): the Files tab before issue 12, a SpectrogramView with the file's image and, per
+    (start_s, end_s, name, colour), a shaded region and its name over the spectrogram (names for the first 200)."""
+    import pyqtgraph as pg
+    from PySide6 import QtCore
+    from app.spectrogram_view import SpectrogramView
+
+    view = SpectrogramView()
+    view.set_features(features)
+    view.spec_image.setImage(image, levels=(0, 255), autoLevels=False)
+    view.spec_image.setRect(QtCore.QRectF(0, 0, column_s * image.shape[1], features.num_mel_bins))
+    items = []
+    for i, (start, end, name, color) in enumerate(spans):
+        items.append(pg.LinearRegionItem((start, end), movable=False, pen=pg.mkPen(color, width=1),
+                                         brush=pg.mkBrush(color.red(), color.green(), color.blue(), 40)))
+        if len(spans) <= 200:
+            items.append(pg.TextItem(name[:24], color=color, anchor=(0, 0)))
+            items[-1].setPos(start, features.num_mel_bins - 2 - 10 * (i % 4))
+    for item in items:
+        item.setZValue(10)
+        view.spec_plot.addItem(item)
+    return view, items
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=120)
@@ -69,7 +94,6 @@ def main() -> int:
 
     from app import make_application
     from app.lanes import event_colours
-    from app.spectrogram_view import SpectrogramView
     from app.timeline_demo import demo_file
     from app.timeline_view import TimelinePanel
 
@@ -94,19 +118,17 @@ def main() -> int:
             playhead.append(1000 * (time.perf_counter() - t0))
         panel.close()
 
-        view = SpectrogramView()
-        view.resize(width, height)
-        view.show_file(features, image, column_s)
         colours = event_colours(chosen, timeline)
-        view.set_events([(e.start_s, e.end_s, timeline.labels[e.label_index].name, colours[e.label_index])
-                         for e in chosen])
+        view, drawn = text_over_spectrogram(features, image, column_s, [
+            (e.start_s, e.end_s, timeline.labels[e.label_index].name, colours[e.label_index]) for e in chosen])
+        view.resize(width, height)
         view.show()
         app.processEvents()
         text = time_steps(lambda a, b: view.spec_plot.setXRange(a, b, padding=0), view.viewport().repaint,
                           args.steps, duration)
         view.close()
         runs = (("lanes", lanes, items), ("lanes: playhead tick", playhead, items),
-                ("text over spectrogram", text, len(view._event_items)))
+                ("text over spectrogram", text, len(drawn)))
         for kind, times, count in runs:
             rows.append({"file": name, "events": len(chosen), "view": kind, "items": count,
                          "p50_ms": round(float(np.percentile(times, 50)), 2),

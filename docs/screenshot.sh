@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The README screenshots: the app, in a real X window (Xvfb), tagging real clips.
+# The README's Live screenshot: the app, in a real X window (Xvfb), tagging real clips as they play.
 # Needs (Debian): xvfb and the Qt xcb libraries, e.g.
 #   apt-get install -y xvfb libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
 #       libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1
-# Usage: bash docs/screenshot.sh [OUT_DIR]   (default docs/) -> screenshot-live.png, screenshot-files.png
+# Usage: bash docs/screenshot.sh [OUT_DIR]   (default docs/) -> screenshot-live.png (the Files tab: docs/walkthrough.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-docs}

@@ -1,4 +1,5 @@
-"""App fixtures: a temporary QSettings file, audio backends without a sound card, a scene of real clips."""
+"""App fixtures: a temporary QSettings file and user data folder, audio backends without a sound card, a scene of
+real clips."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +8,13 @@ import pytest
 
 from app.screenshot import make_scene   # the README screenshot's scene: three CC0 clips of tests/data
 from core.capture import InputDevice
+
+
+@pytest.fixture(autouse=True)
+def user_data_elsewhere(tmp_path, monkeypatch):
+    """Every app test keeps review marks (core.review's default store in the user data folder, platformdirs)
+    in a temporary folder: a window made without review_store= must never write the user's own."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "user-data"))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import torch
 
 from app.controls import LabelPanel
 from app.document import Document
+from app.events_table import LABEL
 from app.files_view import FilesView
 from app.live_view import LiveView
 from app.settings import AppSettings
@@ -43,6 +44,12 @@ def texts(table, column: int) -> list[str]:
     return [table.item(r, column).text() for r in range(table.rowCount())]
 
 
+def shown_labels(files: FilesView) -> list[str]:
+    """The Label column of the Files tab's events table, top to bottom."""
+    proxy = files.events_table.proxy
+    return [proxy.index(r, LABEL).data() for r in range(proxy.rowCount())]
+
+
 def test_the_documents_signals_drive_the_files_list_the_label_panel_and_the_run_bar(qtbot, ready):
     doc = Document(EventConfig(on_threshold=0.5, off_threshold=0.2))
     files, panel, bar = FilesView(doc), LabelPanel(doc), RunBar(AppSettings(), doc)
@@ -61,11 +68,11 @@ def test_the_documents_signals_drive_the_files_list_the_label_panel_and_the_run_
     result = doc.files[7]
     assert [labels[e.label_index].name for e in result.events] == ["Dog", "Church bell"]
     assert files.current == 7 and files.queue.cellWidget(0, 2).text() == "2 events"
-    assert texts(files.events, 2) == ["Dog", "Church bell"]
+    assert shown_labels(files) == ["Dog", "Church bell"]
 
     bar.on.setValue(0.7)                                   # the user's intent goes to the document ...
     assert doc.on_threshold == 0.7
-    assert texts(files.events, 2) == ["Dog"]               # ... whose one rule redraws the list and the timeline
+    assert shown_labels(files) == ["Dog"]                  # ... whose one rule redraws the list and the timeline
     assert files.queue.cellWidget(0, 2).text() == "1 events"
     bar.off.setValue(0.9)                                  # off above on: the document keeps it at on
     assert doc.off_threshold == 0.7 and bar.off.value() == pytest.approx(0.7)
@@ -74,13 +81,13 @@ def test_the_documents_signals_drive_the_files_list_the_label_panel_and_the_run_
     bell = labels.find("Church bell").index
     panel.table.item(bell, 2).setText("0.55")              # its own threshold: its event is back
     assert doc.label_thresholds == {labels[bell].id: 0.55}
-    assert texts(files.events, 2) == ["Dog", "Church bell"]
+    assert shown_labels(files) == ["Dog", "Church bell"]
     assert result.events == detect_events(result.timeline, doc.event_config())
 
     speech = labels.find("Speech").index
     panel.set_pinned(speech, True)
     assert doc.pinned_ids == [labels[speech].id]
-    assert files.view.strip_rows[0] == "Speech"            # pinned first on every result's strip
+    assert files.timeline.strip_rows[0] == "Speech"        # pinned first on every result's strip
 
     removed = []
     doc.fileRemoved.connect(lambda key, path: removed.append((key, path)))
@@ -156,3 +163,34 @@ def test_a_finished_sessions_events_follow_the_documents_rule_like_a_files(qtbot
     assert [labels[e.label_index].name for e in entry.events] == ["Dog"]
     doc.set_thresholds(0.8, 0.2)                           # the session used 0.5; its result now uses 0.8
     assert entry.events == [] and entry.unsaved
+
+
+def test_marks_follow_a_changed_rule_and_the_playhead_goes_with_its_result(qtbot, ready):
+    doc = Document(EventConfig(on_threshold=0.5, off_threshold=0.2))
+    doc.set_model(ready)
+    labels = ready.loaded.labels
+    timeline = file_timeline(labels)
+    timeline.scores[[2, 5], labels.find("Dog").index] = 0.6          # Dog rises and falls: 0.6 0.9 0.9 0.6
+    doc.add_job(1, "/sounds/a.wav")
+    doc.set_done(1, timeline, np.zeros((128, 10), np.uint8), 0.01)
+    result, changed = doc.files[1], []
+    doc.reviewChanged.connect(changed.append)
+    dog, bell = result.events
+    mark = doc.mark_event(1, 0, "wrong")
+    assert (mark.label_id, mark.start_s, mark.end_s) == (labels.find("Dog").id, dog.start_s, dog.end_s)
+    doc.mark_event(1, 1, "relabel", relabel_to="Dog")
+    assert changed == [1, 1] and result.reviews() == {dog: mark, bell: result.marks[1]}
+    doc.set_thresholds(0.7, 0.7)                     # a stricter rule: the bell is gone, the dog's event shrank
+    (moved,) = result.events
+    assert moved != dog and result.reviews() == {moved: mark}          # matched by overlap, not dropped
+    assert doc.unmark_event(1, 0) == mark and result.marks[0].label_id == labels.find("Church bell").id
+    assert doc.unmark_event(1, 0) is None and changed == [1, 1, 1]
+    doc.set_thresholds(0.5, 0.2)                     # the old rule: the bell's mark is back on its event
+    assert [m.verdict.value for m in result.reviews().values()] == ["relabel"]
+
+    moves = []
+    doc.playheadChanged.connect(lambda: moves.append(doc.playhead))
+    doc.set_playhead(1, 3.5)
+    doc.set_playhead(1, 3.5)                         # no change, no signal
+    doc.remove(1)
+    assert moves == [(1, 3.5), None] and doc.playhead is None

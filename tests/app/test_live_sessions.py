@@ -73,8 +73,8 @@ def test_a_long_session_is_kept_whole_after_stop_and_listed_like_a_file(qtbot, q
     row_text = files.display_name(entry.job)
     assert re.fullmatch(r"Live \d\d:\d\d–\d\d:\d\d, playback of long\.wav", row_text), row_text
     files.select(entry.job)                                          # browsed like a file
-    assert files.view.spec_image.image.shape == entry.spectrogram.shape
-    assert files.events.rowCount() == len(entry.events)
+    assert files.timeline.detail_image.image.shape == entry.spectrogram.shape
+    assert files.events_table.proxy.rowCount() == len(entry.events)
     clock = timeline.clock_start
     shown = [view.events.item(r, 0).text() for r in range(view.events.rowCount())]
     assert shown and all(re.fullmatch(r"\d\d:\d\d:\d\d", t) for t in shown)

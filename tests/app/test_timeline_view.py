@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui
 
-from app.events_table import LABEL, PEAK, EventsTable
+from app.events_table import LABEL, PEAK, EventsTable, review_text
 from app.lanes import (MAX_LANES, OTHER, OTHER_COLOUR, PALETTE, event_density, format_clock, label_colours, order_lanes,
                        thumbnail)
 from app.timeline_demo import analysed_file, demo_file, main as demo_main
-from app.timeline_view import TimelinePanel
+from app.timeline_view import MIN_LANE_PX, TimelinePanel
 from core.timeline import Event
 
 
@@ -191,6 +191,57 @@ def test_hovering_a_box_names_it_and_a_double_click_acts_once(qtbot, panel, long
     assert len(seen) == 1
 
 
+def test_a_double_click_on_a_box_asks_to_play_it_once(qtbot, panel, long_file):
+    events = long_file[4]
+    lane = panel.lanes[0]
+    widest = int(lane.events[int(np.argmax(lane.ends_s - lane.starts_s))])
+    e = events[widest]
+    chosen, played = [], []
+    panel.eventActivated.connect(chosen.append)
+    panel.eventDoubleClicked.connect(played.append)
+    at, left = pixel_of(panel, panel.lane_plot, (e.start_s + e.end_s) / 2, 0.6), QtCore.Qt.MouseButton.LeftButton
+    viewport = panel.graphics.viewport()
+    qtbot.mouseClick(viewport, left, pos=at)
+    qtbot.mouseDClick(viewport, left, pos=at)
+    qtbot.mouseRelease(viewport, left, pos=at)
+    assert chosen == [widest] and played == [widest]
+
+
+def test_review_marks_sit_on_their_boxes_and_follow_the_peak_filter(panel, long_file):
+    events = long_file[4]
+    weak = min(range(len(events)), key=lambda i: events[i].peak_score)
+    strong = max(range(len(events)), key=lambda i: events[i].peak_score)
+    panel.set_marks({weak: "wrong", strong: "correct"})
+    points = {int(p.data()): p for p in panel.mark_items.points()}
+    assert set(points) == {weak, strong}
+    for i, point in points.items():
+        lane = next(k for k, lane in enumerate(panel.lanes) if i in lane.events)
+        assert point.pos().x() == pytest.approx((events[i].start_s + events[i].end_s) / 2)
+        assert lane < point.pos().y() < lane + 1                               # inside the box's lane
+    assert points[weak].brush().color().name() != points[strong].brush().color().name()
+    panel.set_min_peak((events[weak].peak_score + events[strong].peak_score) / 2)
+    assert [int(p.data()) for p in panel.mark_items.points()] == [strong]     # a hidden box hides its mark
+    with pytest.raises(ValueError, match="maybe"):
+        panel.set_marks({strong: "maybe"})
+
+
+def test_the_score_strip_takes_room_only_when_it_has_rows(qtbot, panel, long_file):
+    timeline = long_file[3]
+    detail = panel.detail_plot.getViewBox().height()
+    assert panel.strip_plot.getViewBox().height() == 0 and panel.strip_rows == []
+    panel.set_strip(["Dog", "Rain"], 2.06, 1.0, timeline.scores[:, :2].T)
+    qtbot.waitUntil(lambda: panel.strip_plot.getViewBox().height() > 0, timeout=1000)
+    line_px = QtGui.QFontMetrics(panel.font()).height()
+    assert panel.strip_plot.getViewBox().height() >= 2 * line_px and panel.strip_rows == ["Dog", "Rain"]
+    assert panel.detail_plot.getViewBox().height() < detail                   # taken from the detail
+    assert panel.strip_image.image.shape == (2, timeline.num_windows)
+    assert panel.strip_plot.getViewBox().viewRange()[0] == pytest.approx(panel.visible_range())   # x-linked
+    panel.resize(1100, 560)                                  # a laptop's Files tab: the lanes keep a line each
+    qtbot.waitUntil(lambda: panel.graphics.height() <= 560, timeout=1000)
+    qtbot.wait(50)
+    assert panel.lane_plot.getViewBox().height() / len(panel.lanes) >= MIN_LANE_PX
+
+
 def test_selecting_an_event_off_screen_pans_to_it_and_keeps_the_zoom(panel, long_file):
     _, _, _, _, events = long_file
     late = max(range(len(events)), key=lambda i: events[i].start_s)
@@ -321,6 +372,11 @@ def test_the_table_filters_by_peak_and_by_label(table, long_file):
     assert table.label_filter.currentText() == timeline.labels[label].name
     assert sorted(table.shown_events()) == [i for i, e in enumerate(events)
                                             if e.peak_score >= 0.6 and e.label_index == label]
+    weakest, chosen = min(table.shown_events(), key=lambda i: events[i].peak_score), []
+    table.select_event(weakest)
+    table.eventSelected.connect(chosen.append)
+    table.min_peak.setValue(events[weakest].peak_score + 0.01)  # the current event is hidden: none is current,
+    assert table.current_event() is None and chosen == []       # not a neighbour that a review key would mark
 
 
 def test_the_table_sorts_by_number_not_by_text(table, long_file):
@@ -349,8 +405,25 @@ def test_keys_move_activate_and_review(qtbot, table):
     assert review.args == [order[4], "correct"]
     table.set_review(order[4], "correct")
     assert table.proxy.index(4, 4).data() == "✓ correct"
+    table.set_reviews({order[2]: "relabel:Dog", order[4]: "wrong"})
+    assert [table.proxy.index(r, 4).data() for r in (2, 3, 4)] == ["→ Dog", "", "✗ wrong"]
     with pytest.raises(ValueError, match="verdict"):
         table.set_review(order[4], "maybe")
+
+
+def test_only_keys_step_through_the_events(qtbot, table):
+    """Stepping (the reviewer's keys) may play the event; a click or the panel's selection only selects."""
+    order, stepped = table.shown_events(), []
+    table.eventStepped.connect(stepped.append)
+    view = table.view
+    row_2 = view.visualRect(table.proxy.index(2, 0)).center()
+    qtbot.mouseClick(view.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=row_2)
+    assert table.current_event() == order[2]
+    table.select_event(order[5])
+    assert table.current_event() == order[5] and stepped == []
+    view.setFocus()
+    qtbot.keyClick(view, QtCore.Qt.Key.Key_Up)
+    assert stepped == [order[4]]
 
 
 def test_select_event_from_the_panel_does_not_echo(qtbot, table):
@@ -368,6 +441,10 @@ def test_the_table_is_as_wide_as_its_contents(table, long_file):
     needed = QtGui.QFontMetrics(table.view.font()).horizontalAdvance(longest)
     assert table.view.columnWidth(LABEL) >= needed
     assert table.minimumWidth() >= sum(table.view.columnWidth(c) for c in range(4))
+    relabel = f"relabel:{longest}"                                  # a long verdict widens the Review column
+    table.set_reviews({0: relabel})
+    review = QtGui.QFontMetrics(table.view.font()).horizontalAdvance(review_text(relabel))
+    assert table.minimumWidth() >= sum(table.view.columnWidth(c) for c in range(4)) + review
 
 
 def test_a_real_analysis_shows_each_sound_in_its_lane(qtbot, scene, tmp_path):

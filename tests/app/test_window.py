@@ -18,13 +18,13 @@ from core.features import num_frames_for
 from app.workers import FileAudio
 from tests.app.conftest import NoAudio
 
-WORKER_THREADS = ("tagger", "decode", "playback", "live-control")
+WORKER_THREADS = ("tagger", "decode", "playback", "live-control", "player", "reviews", "clips")
 SCENE_LABELS = {"Crowing, cock-a-doodle-doo", "Church bell", "Knock"}
 
 
 @pytest.fixture(autouse=True)
 def no_leaked_threads():
-    """Every test: no tagger, decoder or playback thread outlives the window."""
+    """Every test: no tagger, decoder, playback, review-store or clip thread outlives the window."""
     yield
     alive = [t.name for t in threading.enumerate() if t.name in WORKER_THREADS and t.is_alive()]
     assert not alive, f"threads left running: {alive}"
@@ -219,15 +219,16 @@ def test_dropping_a_real_clip_gives_its_timeline_and_events(qtbot, qsettings, sc
     names = [result.timeline.labels[e.label_index].name for e in result.events]
     assert len(set(names) & SCENE_LABELS) >= 2, names
     view = window.files_view
-    assert view.events.rowCount() == len(result.events)
-    assert view.view.spec_image.image.shape == (128, num_frames_for(21 * 16000))   # one column per 10 ms frame
-    assert set(view.view.strip_rows) >= set(names)       # every label with an event has a strip row
+    assert view.events_table.proxy.rowCount() == len(result.events)
+    assert view.timeline.detail_image.image.shape == (128, num_frames_for(21 * 16000))   # a column per 10 ms frame
+    lanes = {result.timeline.labels[lane.label_index].name for lane in view.timeline.lanes}
+    assert lanes == set(names)                           # every label with an event has its lane
     last = len(names) - 1
-    view.focus_event(last)                               # clicking an event moves the view to it
-    x0, x1 = view.view.spec_plot.getViewBox().viewRange()[0]
+    view.focus_event(last)                               # the view zooms to the event
+    x0, x1 = view.timeline.visible_range()
     e = result.events[last]
     assert x0 <= e.start_s and e.end_s <= x1 and x1 - x0 < 15
-    assert view.events.selectionModel().selectedRows()[0].row() == last
+    assert view.events_table.current_event() == last == view.selected_event
     window.on.setValue(0.99)                             # thresholds redraw without re-analysing
     assert len(result.events) < len(names)
     close(window)

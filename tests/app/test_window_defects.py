@@ -88,7 +88,7 @@ def test_a_missing_file_argument_says_file_not_found(capsys, tmp_path, monkeypat
 
 def test_first_look_no_negative_seconds_inherited_thresholds_and_the_file_input_hint(qtbot, qsettings):
     window = open_window(qtbot, qsettings, NoAudio())
-    x0, _ = window.files_view.view.spec_plot.getViewBox().viewRange()[0]
+    x0, _ = window.files_view.timeline.visible_range()
     assert x0 >= 0
     assert "A file, played as live input" in window.live_view.state.text()
     panel = window.labels_panel
@@ -114,17 +114,18 @@ def test_files_view_keeps_pins_across_files_and_the_rows_of_labels_with_their_ow
     first, second = window.open_paths([str(scene), str(copy)])
     analysed(qtbot, window, 2)
     view.show_job(first)
-    assert view.view.strip_rows[0] == "Dog"                          # applied without touching a threshold
+    assert view.timeline.strip_rows[0] == "Dog"                      # applied without touching a threshold
     view.show_job(second)
     view.show_job(first)
-    assert view.view.strip_rows[0] == "Dog"                          # ... and kept when switching file
+    assert view.timeline.strip_rows[0] == "Dog"                      # ... and kept when switching file
     rooster = panel.labels.find("Crowing, cock-a-doodle-doo").index
-    assert "Crowing, cock-a-doodle-doo" in view.view.strip_rows
+    assert rooster in [lane.label_index for lane in view.timeline.lanes]     # its events have their lane
     panel.table.item(rooster, 2).setText("0.99")                    # its own threshold: no events left ...
     assert not [e for e in view.results[first].events if e.label_index == rooster]
-    assert "Crowing, cock-a-doodle-doo" in view.view.strip_rows     # ... but its row stays, to compare
+    assert rooster not in [lane.label_index for lane in view.timeline.lanes]
+    assert "Crowing, cock-a-doodle-doo" in view.timeline.strip_rows  # ... but its score row shows, to compare
     panel.set_pinned(panel.labels.find("Dog").index, False)
-    assert "Dog" not in view.view.strip_rows
+    assert "Dog" not in view.timeline.strip_rows
     close(window)
 
 
@@ -254,11 +255,12 @@ def test_the_window_fits_the_screen_and_stays_legible_at_1024x640(qtbot, qsettin
     analysed(qtbot, window)
     qtbot.wait(50)
     line_px = QtGui.QFontMetrics(QtWidgets.QApplication.font()).height()
-    for view in (window.files_view.view, window.live_view.spectrogram):
+    files, live = window.files_view.timeline, window.live_view.spectrogram
+    for view, spectrogram in ((files, files.detail_plot), (live, live.spec_plot)):
         view.set_strip([f"label {k}" for k in range(12)], 0.0, 1.0, np.zeros((12, 5)))
         qtbot.wait(50)
         assert view.strip_plot.getViewBox().height() / 12 >= line_px          # a row per line of text
-        assert view.spec_plot.getViewBox().height() >= 100                    # and the spectrogram still shows
+        assert spectrogram.getViewBox().height() >= 100                       # and the spectrogram still shows
     table = panel.table
     assert table.columnWidth(1) >= 140                                     # label names readable
     assert sum(table.columnWidth(c) for c in range(3)) <= table.viewport().width()   # nothing cut off
