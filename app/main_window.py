@@ -164,7 +164,10 @@ class MainWindow(QtWidgets.QMainWindow):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.download_bar)
         cancel = QtWidgets.QToolButton(text="✕")
+        cancel.setAutoRaise(True)
         cancel.setToolTip("Cancel the download (the current model stays)")
+        for w in (self.download_bar, cancel):                # no taller than the status texts
+            w.setMaximumHeight(self.status_model.sizeHint().height())
         cancel.clicked.connect(self.cancel_download)
         row.addWidget(cancel)
         self.download_cancel.hide()
