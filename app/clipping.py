@@ -20,6 +20,7 @@ from core.errors import ExportExistsError, TaggerError
 from core.labels import LabelSet
 from core.review import Mark, Verdict
 from core.timeline import Event
+from app.controls import FolderField
 from app.document import FileResult
 from app.exporting import each_plan
 
@@ -117,13 +118,9 @@ class ClipsDialog(QtWidgets.QDialog):
         for key, title in scopes.items():
             self.scope.addItem(title, key)
         form.addRow("What", self.scope)
-        self.folder = QtWidgets.QLineEdit(out_dir or str(Path.home()))
-        browse = QtWidgets.QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        row = QtWidgets.QHBoxLayout()
-        row.addWidget(self.folder)
-        row.addWidget(browse)
-        form.addRow("Folder", row)
+        folder = FolderField(out_dir, "Write clips to")
+        self.folder = folder.edit
+        form.addRow("Folder", folder)
         self.pre, self.post = self._seconds(), self._seconds()
         form.addRow("Before each event", self.pre)
         form.addRow("After each event", self.post)
@@ -155,11 +152,6 @@ class ClipsDialog(QtWidgets.QDialog):
         box = QtWidgets.QDoubleSpinBox(minimum=0.0, maximum=60.0, singleStep=0.5, decimals=1, value=CLIP_MARGIN_S)
         box.setSuffix(" s")
         return box
-
-    def _browse(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Write clips to", self.folder.text())
-        if folder:
-            self.folder.setText(folder)
 
     def request(self) -> ClipsRequest:
         return ClipsRequest(self.scope.currentData(), Path(self.folder.text()).expanduser(), self.pre.value(),

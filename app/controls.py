@@ -17,7 +17,7 @@ from core.hub import AUDIOSET_MB
 from core.labels import LabelSet
 from app.document import Document
 
-__all__ = ["LabelPanel", "ExportDialog", "ExportRequest", "RelabelDialog", "FORMAT_TITLES", "ask_unsaved",
+__all__ = ["LabelPanel", "ExportDialog", "ExportRequest", "FolderField", "RelabelDialog", "FORMAT_TITLES", "ask_unsaved",
            "offer_audioset"]
 
 FORMAT_TITLES = {
@@ -200,6 +200,26 @@ class ExportRequest:
     stem: str
 
 
+class FolderField(QtWidgets.QWidget):
+    """A folder to write to: its path (`edit`, the user's home when none is given) and Browse…."""
+
+    def __init__(self, folder: str, title: str, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.title = title
+        self.edit = QtWidgets.QLineEdit(folder or str(Path.home()))
+        browse = QtWidgets.QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QtWidgets.QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.edit)
+        row.addWidget(browse)
+
+    def _browse(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, self.title, self.edit.text())
+        if folder:
+            self.edit.setText(folder)
+
+
 class ExportDialog(QtWidgets.QDialog):
     """Choose what to export (current file, all analysed files as combined tables or as a set per file, the
     live session), the formats of FORMATS.md, the folder and the file name stem."""
@@ -223,13 +243,9 @@ class ExportDialog(QtWidgets.QDialog):
             grid.addWidget(check)
             self.checks[key] = check
         form.addRow(box)
-        self.folder = QtWidgets.QLineEdit(out_dir or str(Path.home()))
-        browse = QtWidgets.QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        row = QtWidgets.QHBoxLayout()
-        row.addWidget(self.folder)
-        row.addWidget(browse)
-        form.addRow("Folder", row)
+        folder = FolderField(out_dir, "Export to")
+        self.folder = folder.edit
+        form.addRow("Folder", folder)
         self.stem = QtWidgets.QLineEdit()
         form.addRow("File name", self.stem)
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Save
@@ -247,11 +263,6 @@ class ExportDialog(QtWidgets.QDialog):
             self.stem.setText(self._scopes[key][1])
             self.stem.setEnabled(bool(self._scopes[key][1]))
             self.stem.setPlaceholderText("" if self.stem.isEnabled() else "each file's own name")
-
-    def _browse(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Export to", self.folder.text())
-        if folder:
-            self.folder.setText(folder)
 
     def request(self) -> ExportRequest:
         formats = tuple(k for k, c in self.checks.items() if c.isChecked())

@@ -103,6 +103,22 @@ class SessionImage:
         return self._image[:, :-(-self._end_frame // self.frames_per_column)].copy()
 
 
+def draw_strip(plot: pg.PlotItem, image_item: pg.ImageItem, names: list[str], x0_s: float, column_s: float,
+               scores: np.ndarray) -> None:
+    """Draw a label strip: row k (named names[k]) shows scores[k] (in [0, 1], NaN: not scored) as grey
+    levels, column j over [x0_s + j column_s, x0_s + (j + 1) column_s). No rows or no columns: an empty strip."""
+    K = len(names)
+    if K == 0 or scores.size == 0:
+        image_item.clear()
+        plot.getAxis("left").setTicks([[], []])
+        return
+    image = np.clip(np.nan_to_num(scores, nan=0.0) * 255.0, 0, 255).astype(np.uint8)   # (K, C)
+    image_item.setImage(image, levels=(0, 255), autoLevels=False)
+    image_item.setRect(QtCore.QRectF(x0_s, 0, column_s * scores.shape[1], K))
+    plot.getAxis("left").setTicks([[(k + 0.5, n) for k, n in enumerate(names)], []])
+    plot.setYRange(0, K, padding=0)
+
+
 class SpectrogramView(pg.GraphicsLayoutWidget):
     """The live spectrogram (top) and activity strip (bottom): `start_live` + `add_frames` + `refresh` per
     tick. A whole file or finished session is app.timeline_view.TimelinePanel's."""
@@ -163,15 +179,7 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         K = len(names)
         line_px = QtGui.QFontMetrics(self.font()).height()      # a row per line of text, taken from the
         self.strip_plot.setMinimumHeight(max(3, K) * line_px + STRIP_AXIS_PX)   # spectrogram when needed
-        if K == 0 or scores.size == 0:
-            self.strip_image.clear()
-            self.strip_plot.getAxis("left").setTicks([[], []])
-            return
-        image = np.clip(np.nan_to_num(scores, nan=0.0) * 255.0, 0, 255).astype(np.uint8)   # (K, C)
-        self.strip_image.setImage(image, levels=(0, 255), autoLevels=False)
-        self.strip_image.setRect(QtCore.QRectF(x0_s, 0, column_s * scores.shape[1], K))
-        self.strip_plot.getAxis("left").setTicks([[(k + 0.5, _short(n)) for k, n in enumerate(names)], []])
-        self.strip_plot.setYRange(0, K, padding=0)
+        draw_strip(self.strip_plot, self.strip_image, [_short(n) for n in names], x0_s, column_s, scores)
 
     # ---- live ---------------------------------------------------------------------------------------
 

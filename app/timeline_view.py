@@ -20,7 +20,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from core.config import FeatureConfig
 from core.timeline import Event, Timeline
 from app.lanes import Lane, box_height, build_lanes, event_colours, event_density, format_clock, spaced, thumbnail
-from app.spectrogram_view import AXIS_WIDTH_PX, SPEC_CMAP, STRIP_CMAP, mel_ticks
+from app.spectrogram_view import AXIS_WIDTH_PX, SPEC_CMAP, STRIP_CMAP, draw_strip, mel_ticks
 
 __all__ = ["TimelinePanel", "ClockAxis", "LaneAxis"]
 
@@ -265,17 +265,9 @@ class TimelinePanel(QtWidgets.QWidget):
         line_px = QtGui.QFontMetrics(self.font()).height() + 1
         self._grid.setRowFixedHeight(STRIP, K * line_px)          # none: a row of no height ...
         self.strip_plot.showAxis("left", K > 0)                   # ... with nothing drawn
-        if K == 0 or scores.size == 0:
-            self.strip_image.clear()
-            self.strip_plot.getAxis("left").setTicks([[], []])
-            return
-        image = np.clip(np.nan_to_num(scores, nan=0.0) * 255.0, 0, 255).astype(np.uint8)     # (K, C)
-        self.strip_image.setImage(image, levels=(0, 255), autoLevels=False)
-        self.strip_image.setRect(QtCore.QRectF(x0_s, 0, column_s * scores.shape[1], K))
         metrics = QtGui.QFontMetrics(self.strip_plot.getAxis("left").style["tickFont"] or self.font())
         elided = [metrics.elidedText(n, QtCore.Qt.TextElideMode.ElideRight, AXIS_WIDTH_PX - 18) for n in names]
-        self.strip_plot.getAxis("left").setTicks([[(k + 0.5, n) for k, n in enumerate(elided)], []])
-        self.strip_plot.setYRange(0, K, padding=0)
+        draw_strip(self.strip_plot, self.strip_image, elided, x0_s, column_s, scores)
 
     def set_marks(self, marks: Mapping[int, str]) -> None:
         """Review marks by event index: "correct", "wrong" or "relabel", drawn as ✓, ✗ or → on the box."""
