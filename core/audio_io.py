@@ -143,6 +143,15 @@ def probe(path: str | os.PathLike) -> AudioInfo:
                      format=fmt, subtype=subtype, header_damage=_header_damage(log))
 
 
+def probe_duration(path: str | os.PathLike) -> float | None:
+    """Seconds in the file's header for planning and progress: None when the header does not say (a stream),
+    0 when the file cannot be read (it then fails on its own when it is analysed)."""
+    try:
+        return probe(path).duration_s
+    except (AudioError, OSError):
+        return 0.0
+
+
 # The filter: a Kaiser-windowed sinc (torchaudio's sinc_interp_kaiser, beta 14.77 as in its "kaiser_best"),
 # 128 zero crossings, rolloff 0.975: at 16 kHz flat (+-0.01 dB) to 7.5 kHz, about -6 dB at 7.8 kHz and no
 # aliasing from 8 kHz on, like the sox `rate -v` that converted the model's training audio (ESC-50: flat to

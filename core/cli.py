@@ -32,15 +32,6 @@ log = logging.getLogger(__name__)
 __all__ = ["main", "collect_audio", "scan_audio", "AUDIO_SUFFIXES", "add_event_arguments", "event_config_from"]
 
 
-def _duration_or_zero(path: Path) -> float | None:
-    """Seconds in the file's header; None when the header does not say (a stream), 0 when unreadable."""
-    from core.audio_io import probe
-    try:
-        return probe(path).duration_s
-    except (TaggerError, OSError):
-        return 0.0
-
-
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """SIGTERM raises KeyboardInterrupt like Ctrl-C (main thread only), so that an export in progress is
@@ -65,6 +56,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from core.analyze import Analyzer
+    from core.audio_io import probe_duration
     from core.manifest import model_hash
     from core.modelfile import load_model
     from core.scorer import Scorer
@@ -122,7 +114,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
     print(f"model {loaded.name} ({len(loaded.labels)} labels, window {loaded.features.window_s:.2f} s, "
           f"hop {analyzer.hop_s:g} s) on {analyzer.scorer.device}", file=sys.stderr)
 
-    durations = {plan.path: _duration_or_zero(plan.path) for plan in plans}  # bad files fail later, one by one
+    durations = {plan.path: probe_duration(plan.path) for plan in plans}  # bad files fail later, one by one
     results = []
     known = None not in durations.values()  # a stream of unknown length: the bar counts without a total
     bar = tqdm(total=sum(durations.values()) if known else None, unit="s", file=sys.stderr, dynamic_ncols=True,

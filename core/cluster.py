@@ -161,7 +161,7 @@ def run_cluster(args: argparse.Namespace, plans: list[Planned], formats: list[st
 
     from tqdm import tqdm
 
-    from core.cli import _duration_or_zero
+    from core.audio_io import probe_duration
     from core.inputs import one_line
     from core.manifest import FileKey, Manifest, model_hash, run_params
     from core.options import EXIT_FAILED, EXIT_OK
@@ -193,7 +193,7 @@ def run_cluster(args: argparse.Namespace, plans: list[Planned], formats: list[st
     started = time.monotonic()
     if todo:
         started_here = connect(options.address, debug=args.debug)   # ConfigError (exit 2) if unreachable
-        durations = [_duration_or_zero(p.path) for p, _ in todo]
+        durations = [probe_duration(p.path) for p, _ in todo]
         known = None not in durations
         # files and hours of audio done, throughput in audio hours per second, ETA from tqdm's rate
         bar = tqdm(total=sum(durations) / 3600 if known else None, unit="h", file=sys.stderr, dynamic_ncols=True,
