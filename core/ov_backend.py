@@ -1,0 +1,127 @@
+"""The OpenVINO backend: the transformer converted once to OpenVINO IR, cached on disk, compiled per Scorer.
+
+Used by core.backends on the thread that builds a Scorer (conversion, compilation) and then on the thread
+that owns it (inference). Why OpenVINO and not ONNX Runtime: docs/speed.md.
+
+Cache: one folder per model under core.backends.cache_root(), named by the SHA-256 of the weights (labels
+and features included: core.manifest.model_hash), the OpenVINO version, the input shape and CONVERSION_VERSION:
+`model.xml` + `model.bin` (fp32 IR, batch dimension dynamic) + `meta.json`. The IR holds no precision: the
+precision (and the thread count) are compile options, so fp32 and bf16 share one entry. A folder is built
+under a temp name and renamed into place, so a reader sees a whole entry or none; an entry that does not
+read back (cut short, damaged, of another shape) is rebuilt, not fatal.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import torch
+
+from core.backends import cache_root, import_openvino, weights_hash
+
+__all__ = ["OpenVinoRunner", "converted_model", "entry_dir", "CONVERSION_VERSION"]
+
+log = logging.getLogger(__name__)
+
+CONVERSION_VERSION = "1"   # bump when what is converted changes (core.model's graph, the wrapper below)
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+
+
+class _Logits(torch.nn.Module):
+    """AST's forward without its Python-side input check (the IR's input shape holds it): (B, T, F) -> (B, L)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.mlp_head(self.model.forward_features(x))
+
+
+def _version() -> str:
+    return import_openvino().__version__.split("-")[0]
+
+
+def entry_dir(loaded) -> Path:
+    """The cache folder of this model's IR for the installed OpenVINO."""
+    cfg = loaded.model.config
+    return cache_root() / (f"{weights_hash(loaded)}-openvino-{_version()}-{cfg.num_frames}x{cfg.num_mel_bins}"
+                           f"-v{CONVERSION_VERSION}")
+
+
+def _read(ov, core, entry: Path, num_classes: int):
+    """The cached ov.Model, or an exception that says why the entry is unusable."""
+    meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+    size = (entry / "model.bin").stat().st_size
+    if size != meta["bin_bytes"]:
+        raise ValueError(f"model.bin has {size} bytes, meta.json says {meta['bin_bytes']}")
+    model = core.read_model(str(entry / "model.xml"))
+    outputs = model.outputs[0].get_partial_shape()
+    if outputs[-1] != ov.Dimension(num_classes):
+        raise ValueError(f"the IR has {outputs[-1]} outputs, the model {num_classes}")
+    return model
+
+
+def _convert(ov, loaded, entry: Path) -> None:
+    """Convert the fp32 model to IR in a temp folder beside `entry`, then rename it into place."""
+    cfg = loaded.model.config
+    T, F = cfg.num_frames, cfg.num_mel_bins
+    temp = entry.with_name(f".{entry.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    temp.mkdir(parents=True)
+    try:
+        with torch.no_grad():
+            model = ov.convert_model(_Logits(loaded.model.to("cpu")).eval(), example_input=torch.zeros(1, T, F),
+                                     input=[ov.PartialShape([-1, T, F])])
+        ov.save_model(model, str(temp / "model.xml"), compress_to_fp16=False)
+        meta = {"bin_bytes": (temp / "model.bin").stat().st_size, "openvino": _version(), "num_frames": T,
+                "num_mel_bins": F, "num_classes": cfg.num_classes, "model": loaded.name}
+        (temp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        if entry.exists():   # a damaged entry: moved aside first, so the rename below is one step
+            doomed = entry.with_name(f".{entry.name}.{secrets.token_hex(4)}.old")
+            os.rename(entry, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+        os.rename(temp, entry)
+    except OSError as e:
+        if not (entry / "meta.json").exists():   # not a race that another process won
+            raise OSError(f"cannot write the converted model to {entry.parent}: {e}") from e
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def converted_model(loaded):
+    """The model as an ov.Model: read from the cache, or converted (AST-base: about 8 s) and cached."""
+    ov = import_openvino()
+    core = ov.Core()
+    entry = entry_dir(loaded)
+    if entry.exists():
+        try:
+            return _read(ov, core, entry, loaded.model.config.num_classes)
+        except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError; any unreadable entry is rebuilt
+            log.warning("rebuilding the converted model in %s (%s)", entry, e)
+    _convert(ov, loaded, entry)
+    return _read(ov, core, entry, loaded.model.config.num_classes)
+
+
+class OpenVinoRunner:
+    """The converted model compiled for the CPU in `precision` on `threads` threads, one infer request
+    (the Scorer's thread is its only caller). Pinning is off: two scorers of one process (live + files)
+    would otherwise be pinned to the same cores."""
+
+    backend = "openvino"
+    device = torch.device("cpu")
+
+    def __init__(self, loaded, precision: str, threads: int):
+        ov = import_openvino()
+        self.precision, self.threads = precision, threads
+        config = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision], "INFERENCE_NUM_THREADS": threads,
+                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
+        self.compiled = ov.Core().compile_model(converted_model(loaded), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.request.infer({0: x.contiguous().numpy()})[0]   # (B, L), owned by the request: copy it
+        return torch.from_numpy(out.copy())
