@@ -10,8 +10,9 @@ on that thread only. Features (fbank, normalisation) stay torch; a runner takes 
   is installed, else torch.
 - precision: `fp32` (exact: within 1e-6 of the model), or `bf16` (bf16 weights and activations, fp32
   accumulation). `auto` = bf16 only where the hardware runs it natively (a CPU with AVX512-BF16 or AMX, a
-  GPU with bf16) AND the model's scores on a probe stay within BF16_TOLERANCE of fp32 (checked once per
-  model, backend and version; the verdict is cached); otherwise fp32.
+  GPU with bf16), the model is not small (under SMALL_MODEL_GFLOP per window bf16 saves under a millisecond
+  and would move events that sit on a threshold) AND its scores on a probe stay within BF16_TOLERANCE of
+  fp32 (checked once per model, backend and version; the verdict is cached); otherwise fp32.
 - threads: on the CPU, a model whose window costs under SMALL_MODEL_GFLOP runs on 1 thread (a second one
   gains little and stalls whenever another process is busy); a larger one on every usable core up to 4,
   and on 1 while a live tagger of this process is running, so that file analysis leaves the cores to it.
@@ -44,7 +45,7 @@ __all__ = ["InferenceOptions", "Runner", "BACKENDS", "PRECISIONS", "BF16_TOLERAN
 log = logging.getLogger(__name__)
 
 BF16_TOLERANCE = 0.02          # largest |score difference| to fp32 that bf16 may cause (the accuracy gate)
-SMALL_MODEL_GFLOP = 10.0       # below this per window, one CPU thread (the shipped model: 0.25 GFLOP)
+SMALL_MODEL_GFLOP = 10.0       # below this per window: one CPU thread, auto precision fp32 (shipped model: 0.25)
 MAX_AUTO_THREADS = 4           # batches of windows gain little beyond 4 threads on the CPUs measured
 FAST_EXTRA = "pip install 'ast-tagger[fast]' (or pip install openvino)"
 
@@ -181,7 +182,8 @@ def build_runner(loaded, options: InferenceOptions, live: bool = False) -> tuple
         raise ConfigError(f"--precision bf16: {where} has no native bf16, so it would run slower than fp32 and "
                           "less exactly; use --precision fp32 (or auto)")
     make = functools.partial(_make_runner, loaded, backend, device, threads=threads)
-    if options.precision == "fp32" or (options.precision == "auto" and not native):
+    small = gflop_per_window(loaded.model.config) < SMALL_MODEL_GFLOP
+    if options.precision == "fp32" or (options.precision == "auto" and (not native or small)):
         return make("fp32"), note
     runner = make("bf16")
     if options.precision == "auto" and (error := bf16_error(loaded, runner)) > BF16_TOLERANCE:

@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -73,9 +74,11 @@ def _convert(ov, loaded, entry: Path) -> None:
     temp = entry.with_name(f".{entry.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     temp.mkdir(parents=True)
     try:
-        with torch.no_grad():
-            model = ov.convert_model(_Logits(loaded.model.to("cpu")).eval(), example_input=torch.zeros(1, T, F),
-                                     input=[ov.PartialShape([-1, T, F])])
+        with torch.no_grad(), warnings.catch_warnings():   # torch.export (jit.trace is deprecated), batch left
+            warnings.simplefilter("ignore", FutureWarning)    # free; its pytree warns about its own internals
+            program = torch.export.export(_Logits(loaded.model.to("cpu")).eval(), (torch.zeros(2, T, F),),
+                                          dynamic_shapes=({0: torch.export.Dim("batch")},))
+            model = ov.convert_model(program, input=[ov.PartialShape([-1, T, F])])
         ov.save_model(model, str(temp / "model.xml"), compress_to_fp16=False)
         meta = {"bin_bytes": (temp / "model.bin").stat().st_size, "openvino": _version(), "num_frames": T,
                 "num_mel_bins": F, "num_classes": cfg.num_classes, "model": loaded.name}
