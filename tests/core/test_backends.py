@@ -69,9 +69,9 @@ def test_bf16_on_the_shipped_model_over_a_10_minute_scene(backend, tmp_path):
 @needs_bf16
 def test_bf16_on_an_ast_base_with_trained_like_logits_stays_near_fp32(tmp_path):
     """AST-base as released (768 wide, 12 blocks, 1024 frames, 527 labels), random weights, the head scaled to
-    logits of std 3 and mean -5 on these clips, converted and run by each backend. Measured: torch 0.0205 max score difference
-    and 90 % of 81 events the same, OpenVINO 0.0185 and 95 %: bf16 does not pass the gate on this
-    stand-in (docs/speed.md says why and what auto does); this guards the conversion of the released shape
+    logits of std 3 and mean -5 on these clips, converted and run by each backend. Measured: torch 0.0205 max
+    score difference and 90 % of 81 events the same, OpenVINO 0.0185 and 95 %: bf16 does not pass the gate on
+    this stand-in (docs/speed.md says why and what auto does); this guards the conversion of the released shape
     against real breakage (a wrong graph moves scores by tenths)."""
     scene = write_scene(tmp_path / "scene.wav", sorted(DATA.glob("*.flac")))  # 20 s of 4 real clips
     torch.manual_seed(0)
