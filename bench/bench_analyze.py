@@ -54,6 +54,7 @@ SCORE_TOL = {"cpu": 1e-4, "cuda": 3e-2}  # fp32 on both sides; bf16 autocast on 
 HEADER = ["| side | wall s | ms/window | hf / side | CPU s | load s | peak RSS MB | beyond model MB | where the time goes |",
           "|---|---|---|---|---|---|---|---|---|"]
 SIDES = {"hf": "hf: ASTFeatureExtractor + ASTForAudioClassification", "ours": "ours: Analyzer.analyze",
+         "ours-fp32": "ours, --precision fp32 (exact)",
          "cli": "cli: main.py analyze --formats scores (wall includes model load)"}
 
 
@@ -324,7 +325,9 @@ def run_worker(side: str, run: int, audio: Path, model_dir: Path, hop: float, ba
     """One side in a fresh process; `engine`: the --backend/--precision/--threads arguments of ours and cli."""
     out = CACHE / "runs" / f"{side}-{run}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--audio", str(audio),
+    if side == "ours-fp32":                  # the ours worker, made exact: the last --precision wins
+        engine = [*engine, "--precision", "fp32"]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", side.split("-")[0], "--audio", str(audio),
            "--model-dir", str(model_dir), "--hop", str(hop), "--batch-size", str(batch), "--device", device,
            "--out", str(out), *engine]
     print(f"run {run} {side} ...", file=sys.stderr, flush=True)
@@ -357,7 +360,7 @@ def _row(side: str, runs: list[dict], hf_wall: float | None) -> tuple[str, dict]
 
 
 def compare(args, device: str, audio: Path, model_dir: Path, hop: float, batch: int) -> dict:
-    sides = ["hf", "ours"] + (["cli"] if args.cli else [])
+    sides = ["hf", "ours"] + (["ours-fp32"] if args.also_fp32 else []) + (["cli"] if args.cli else [])
     runs: dict[str, list[dict]] = {s: [] for s in sides}
     engine = ["--backend", args.backend, "--precision", args.precision] + (["--threads", str(args.threads)]
                                                                            if args.threads else [])
@@ -377,8 +380,6 @@ def compare(args, device: str, audio: Path, model_dir: Path, hop: float, batch: 
         cli_scores = runs["cli"][0].pop("scores")
         check["cli_vs_ours_max_abs_diff"] = float(np.abs(cli_scores - ours_scores).max()) \
             if cli_scores.shape == ours_scores.shape else f"shape {cli_scores.shape}"
-    for r in (r for rs in runs.values() for r in rs):
-        r.pop("scores", None)
     hf_wall = statistics.median(r["wall_s"] for r in runs["hf"])
     lines = [*HEADER]
     summary = {}
@@ -402,6 +403,13 @@ def compare(args, device: str, audio: Path, model_dir: Path, hop: float, batch: 
                  + ", ".join(f"{s}: {mb}" for s, mb in runs["ours"][-1]["rss_trace"]))
     if args.cli:
         lines.append(f"cli scores.csv vs ours: max |diff| = {check['cli_vs_ours_max_abs_diff']} (CSV keeps 4 decimals)")
+    if args.also_fp32:
+        exact = runs["ours-fp32"][0]
+        check["fp32_gate"] = g = accuracy_gate(hf_scores, exact["scores"], audio, model_dir, hop)
+        lines.append(f"ours-fp32 ({exact['inference']}): {summary['ours-fp32']['speedup_vs_hf']:.2f}x hf; max score "
+                     f"difference {g['max_score_difference']:.1e}, {g['same_events']:.1%} of the events the same")
+    for r in (r for rs in runs.values() for r in rs):
+        r.pop("scores", None)
     result = {"summary": summary, "check": check, "runs": runs}
     if device == "cuda":
         base = make_model("base", 1024, args.seed)
@@ -472,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "openvino"], help="ours and cli (default auto)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="ours and cli (default auto)")
     p.add_argument("--threads", type=int, default=None, help="ours and cli: model threads (default: the policy)")
+    p.add_argument("--also-fp32", action="store_true", help="a second ours side in exact fp32 (same backend)")
     p.add_argument("--trained-like", action="store_true",
                    help="scale the random head to a trained model's logit spread (std 3) on the audio")
     p.add_argument("--worker", choices=["hf", "ours", "cli", "micro"], help=argparse.SUPPRESS)

@@ -120,13 +120,14 @@ def ast_tiny_1024() -> LoadedModel:
 def test_auto_precision_takes_bf16_within_tolerance_and_fp32_outside_it(monkeypatch):
     loaded = ast_tiny_1024()
     assert Scorer(loaded, InferenceOptions("cpu", "torch", "auto", threads=1)).describe() == "torch bf16, 1 thread"
-    verdicts = list((backends.cache_root() / "verdicts").glob("*-torch-*-bf16-1024x128.json"))
+    verdicts = list((backends.cache_root() / "verdicts").glob("*-torch-*-bf16-1024x128-probe*.json"))
     assert len(verdicts) == 1                                   # the probe's verdict is kept for the next start
     verdicts[0].unlink()
     monkeypatch.setattr(backends, "BF16_TOLERANCE", 1e-7)       # a model that bf16 would move too far
     scorer = Scorer(loaded, InferenceOptions("cpu", "torch", "auto", threads=1))
     assert scorer.describe() == "torch fp32, 1 thread"
     assert scorer.note.startswith("bf16 moved this model's scores by up to") and "\n" not in scorer.note
+    assert scorer.note.endswith("so it runs in fp32 (--precision bf16 forces it)")
 
 
 def test_without_openvino_the_backend_falls_back_to_torch_and_says_so(monkeypatch, esc50_clip, tmp_path, capsys):
