@@ -477,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-cli", dest="cli", action="store_false", help="skip the main.py analyze side")
     p.add_argument("--hour", action="store_true", help="memory check: ours only, a one-hour file, hop 10 s")
     p.add_argument("--json", default=None, help="file name of the JSON under bench/results/ (default by device)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "openvino"], help="ours and cli (default auto)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "openvino"],
+                   help="ours and cli (default auto)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="ours and cli (default auto)")
     p.add_argument("--threads", type=int, default=None, help="ours and cli: model threads (default: the policy)")
     p.add_argument("--also-fp32", action="store_true", help="a second ours side in exact fp32 (same backend)")

@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{info['cpu']}, {info['cpus_usable']} CPUs usable, torch {info['torch']}, openvino {info['openvino']}; "
           f"load average {info['load_average_at_start'][0]:.1f} at the start, {info['load_average_at_end'][0]:.1f} "
           "at the end\n")
-    print("| model | backend | precision | threads | batch | ms/window | vs torch fp32 same threads+batch | max score diff |")
+    print("| model | backend | precision | threads | batch | ms/window | vs torch fp32 same threads+batch "
+          "| max score diff |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         ref = next(q for q in rows if (q["model"], q["threads"], q["batch"], q["backend"], q["precision"])

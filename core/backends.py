@@ -36,12 +36,13 @@ from typing import Iterator, Protocol
 import torch
 
 from core.atomic import atomic_write
-from core.config import BACKENDS, PRECISIONS, FeatureConfig, InferenceOptions, ModelConfig
+from core.config import FeatureConfig, InferenceOptions, ModelConfig
 from core.errors import ConfigError
 from core.manifest import model_hash
 
-__all__ = ["InferenceOptions", "Runner", "BACKENDS", "PRECISIONS", "BF16_TOLERANCE", "build_runner",
-           "cpu_flags", "has_native_bf16", "auto_threads", "live_tagging", "cache_root", "import_openvino"]
+__all__ = ["Runner", "BF16_TOLERANCE", "build_runner", "describe", "resolve_device", "cpu_flags", "has_native_bf16",
+           "auto_threads", "live_tagging", "gflop_per_window", "cache_root", "weights_hash", "backend_version",
+           "import_openvino", "bf16_error", "probe_windows"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ BF16_TOLERANCE = 0.02          # largest |score difference| to fp32 that bf16 ma
 SMALL_MODEL_GFLOP = 10.0       # below this per window: one CPU thread, auto precision fp32 (shipped model: 0.25)
 PROBE_VERSION = "1"            # bump when probe_windows changes: cached verdicts are then redone
 PROBE_MARGIN = 0.5             # the probe's few windows see about half the error of a long file (docs/speed.md)
-MAX_AUTO_THREADS = 4           # batches of windows gain little beyond 4 threads on the CPUs measured
+MAX_AUTO_THREADS = 4           # a cap, not measured (the machine had 2 cores): 1-8 windows split thinly further
 FAST_EXTRA = "pip install 'ast-tagger[fast]' (or pip install openvino)"
 
 
@@ -232,7 +233,7 @@ _HASHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def weights_hash(loaded) -> str:
-    """core.manifest.model_hash, computed once per model object (AST-base: 0.3 s of SHA-256)."""
+    """core.manifest.model_hash, computed once per model object (AST-base: SHA-256 over 350 MB of weights)."""
     if loaded.model not in _HASHES:
         _HASHES[loaded.model] = model_hash(loaded)
     return _HASHES[loaded.model]
@@ -268,7 +269,7 @@ def bf16_error(loaded, runner: Runner) -> float:
     """Max |score difference| between `runner` and the fp32 model on the probe; cached on disk per model,
     backend, backend version, precision and input shape (a rerun reads it back)."""
     cfg = loaded.model.config
-    key = (f"{weights_hash(loaded)}-{runner.backend}-{_backend_version(runner.backend)}-{runner.precision}-"
+    key = (f"{weights_hash(loaded)}-{runner.backend}-{backend_version(runner.backend)}-{runner.precision}-"
            f"{cfg.num_frames}x{cfg.num_mel_bins}-probe{PROBE_VERSION}")
     path = cache_root() / "verdicts" / f"{key}.json"
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
@@ -284,7 +285,8 @@ def bf16_error(loaded, runner: Runner) -> float:
     return error
 
 
-def _backend_version(backend: str) -> str:
+def backend_version(backend: str) -> str:
+    """The installed version of a backend, as cache keys name it ('2026.4.1', '2.11.0')."""
     if backend == "openvino":
         return import_openvino().__version__.split("-")[0]
     return torch.__version__.split("+")[0]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from core.backends import cache_root, import_openvino, weights_hash
+from core.backends import backend_version, cache_root, import_openvino, weights_hash
 
 __all__ = ["OpenVinoRunner", "converted_model", "entry_dir", "CONVERSION_VERSION"]
 
@@ -43,15 +43,11 @@ class _Logits(torch.nn.Module):
         return self.model.mlp_head(self.model.forward_features(x))
 
 
-def _version() -> str:
-    return import_openvino().__version__.split("-")[0]
-
-
 def entry_dir(loaded) -> Path:
     """The cache folder of this model's IR for the installed OpenVINO."""
     cfg = loaded.model.config
-    return cache_root() / (f"{weights_hash(loaded)}-openvino-{_version()}-{cfg.num_frames}x{cfg.num_mel_bins}"
-                           f"-v{CONVERSION_VERSION}")
+    version, shape = backend_version("openvino"), f"{cfg.num_frames}x{cfg.num_mel_bins}"
+    return cache_root() / f"{weights_hash(loaded)}-openvino-{version}-{shape}-v{CONVERSION_VERSION}"
 
 
 def _read(ov, core, entry: Path, num_classes: int):
@@ -80,8 +76,8 @@ def _convert(ov, loaded, entry: Path) -> None:
                                           dynamic_shapes=({0: torch.export.Dim("batch")},))
             model = ov.convert_model(program, input=[ov.PartialShape([-1, T, F])])
         ov.save_model(model, str(temp / "model.xml"), compress_to_fp16=False)
-        meta = {"bin_bytes": (temp / "model.bin").stat().st_size, "openvino": _version(), "num_frames": T,
-                "num_mel_bins": F, "num_classes": cfg.num_classes, "model": loaded.name}
+        meta = {"bin_bytes": (temp / "model.bin").stat().st_size, "openvino": backend_version("openvino"),
+                "num_frames": T, "num_mel_bins": F, "num_classes": cfg.num_classes, "model": loaded.name}
         (temp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         if entry.exists():   # a damaged entry: moved aside first, so the rename below is one step
             doomed = entry.with_name(f".{entry.name}.{secrets.token_hex(4)}.old")

@@ -298,13 +298,13 @@ class LiveSession:
 
     def timeline(self, num_samples: int | None = None) -> Timeline:
         """The Timeline so far (num_samples: its length at 16 kHz; default: what the tagger has read), with
-        the provenance every export writes: device, capture rate, overflows, skipped and lost windows."""
+        the provenance every export writes: device, engine, capture rate, overflows, skipped and lost windows."""
         stats = self.stats()
         clock = getattr(self.source, "clock_start", None)
         return self.live.timeline(stats.num_samples if num_samples is None else num_samples,
                                   clock_start=clock() if clock else None,
-                                  extra={"inference": self.scorer.describe(),
-                                         "input_device": self.source.device.name, "capture_rate_hz": self.source.rate_hz,
+                                  extra={"inference": self.scorer.describe(), "input_device": self.source.device.name,
+                                         "capture_rate_hz": self.source.rate_hz,
                                          "input_overflows": self.source.input_overflows,
                                          "windows_skipped": stats.windows_skipped, "windows_lost": stats.windows_lost})
 

@@ -6,7 +6,8 @@ from app.settings import AppSettings, load_settings, save_settings
 
 def test_settings_round_trip(qsettings):
     settings = AppSettings(model_spec="/models/ast", compute="cpu", backend="openvino", precision="fp32", hop_s=0.5,
-                           on_threshold=0.6, off_threshold=0.4, label_thresholds={"/m/0bt9lr": 0.7}, pinned=["/m/09x0r"],
+                           on_threshold=0.6, off_threshold=0.4, label_thresholds={"/m/0bt9lr": 0.7},
+                           pinned=["/m/09x0r"],
                            input_device="USB mic", export_formats=["tags", "raven"], export_dir="/tmp/x",
                            recent_models=["/models/ast"])
     save_settings(qsettings, settings)
