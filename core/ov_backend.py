@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -28,6 +29,10 @@ __all__ = ["OpenVinoRunner", "converted_model", "entry_dir", "CONVERSION_VERSION
 
 log = logging.getLogger(__name__)
 
+# Every conversion runs on this one thread: torch.export on a second thread after a first had exported (two
+# model loaders of the window, one after the other) crashed the process (torch 2.11), and one at a time also
+# lets a second caller read what the first converted.
+_CONVERTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openvino-convert")
 CONVERSION_VERSION = "1"   # bump when what is converted changes (core.model's graph, the wrapper below)
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 
@@ -93,6 +98,10 @@ def _convert(ov, loaded, entry: Path) -> None:
 
 def converted_model(loaded):
     """The model as an ov.Model: read from the cache, or converted (AST-base: about 8 s) and cached."""
+    return _CONVERTER.submit(_read_or_convert, loaded).result()
+
+
+def _read_or_convert(loaded):
     ov = import_openvino()
     core = ov.Core()
     entry = entry_dir(loaded)

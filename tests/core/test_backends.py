@@ -191,6 +191,21 @@ def test_a_damaged_cache_entry_is_rebuilt_not_fatal(tmp_path, esc50_clip, caplog
     assert np.abs(exact.scores - converted.scores).max() < 1e-5
 
 
+@needs_openvino
+def test_models_converted_on_two_threads_one_after_the_other(tmp_path):
+    """The window converts each model on its loader's thread; torch.export on a second thread after a first
+    had exported crashed the process (a segfault) until every conversion ran on one converter thread."""
+    import threading
+    described = []
+    for seed in (4, 5):
+        loaded = load_model(tiny_model_file(tmp_path / f"m{seed}.safetensors", seed))
+        loader = threading.Thread(target=lambda: described.append(
+            Scorer(loaded, InferenceOptions("cpu", "openvino", "fp32")).describe()))
+        loader.start()
+        loader.join()
+    assert described == ["openvino fp32, 1 thread"] * 2
+
+
 # ---- threads ---------------------------------------------------------------------------------------------
 
 def test_thread_policy_one_thread_for_small_models_and_for_files_during_live_tagging(monkeypatch):
