@@ -143,6 +143,15 @@ def test_without_openvino_the_backend_falls_back_to_torch_and_says_so(monkeypatc
     assert auto.runner.backend == "torch" and "pip install 'ast-tagger[fast]'" in auto.note
 
 
+def test_analyze_runs_the_engine_asked_for_and_writes_it_to_params(esc50_clip, tmp_path, capsys):
+    import csv
+    assert main(["analyze", str(esc50_clip), "--out", str(tmp_path), "--backend", "torch", "--precision", "fp32",
+                 "--threads", "2", "--quiet"]) == 0
+    assert "on cpu: torch fp32, 2 threads" in capsys.readouterr().err
+    with open(tmp_path / f"{esc50_clip.stem}.params.csv", newline="") as f:
+        assert {r["name"]: r["value"] for r in csv.DictReader(f)}["inference"] == "torch fp32, 2 threads"
+
+
 def test_openvino_refuses_a_gpu_and_a_bad_precision_is_one_line(capsys, esc50_clip):
     with pytest.raises(ConfigError, match="--backend openvino runs on the CPU"):
         backends.build_runner(load_model(), InferenceOptions("cuda", "openvino"))
