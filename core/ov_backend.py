@@ -1,7 +1,7 @@
 """The OpenVINO backend: the transformer converted once to OpenVINO IR, cached on disk, compiled per Scorer.
 
-Used by core.backends on the thread that builds a Scorer (conversion, compilation) and then on the thread
-that owns it (inference). Why OpenVINO and not ONNX Runtime: docs/speed.md.
+Used by core.backends on the thread that builds a Scorer (compilation; the conversion itself runs on one
+converter thread, see _CONVERTER) and then on the thread that owns the Scorer (inference). Why OpenVINO and not ONNX Runtime: docs/speed.md.
 
 Cache: one folder per model under core.backends.cache_root(), named by the SHA-256 of the weights (labels
 and features included: core.manifest.model_hash), the OpenVINO version, the input shape and CONVERSION_VERSION:
@@ -12,6 +12,7 @@ read back (cut short, damaged, of another shape) is rebuilt, not fatal.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -77,7 +78,9 @@ def _convert(ov, loaded, entry: Path) -> None:
     try:
         with torch.no_grad(), warnings.catch_warnings():   # torch.export (jit.trace is deprecated), batch left
             warnings.simplefilter("ignore", FutureWarning)    # free; its pytree warns about its own internals
-            program = torch.export.export(_Logits(loaded.model.to("cpu")).eval(), (torch.zeros(2, T, F),),
+            on_cpu = next(loaded.model.parameters()).device.type == "cpu"   # a GPU scorer's model stays there
+            source = loaded.model if on_cpu else copy.deepcopy(loaded.model).cpu()
+            program = torch.export.export(_Logits(source).eval(), (torch.zeros(2, T, F),),
                                           dynamic_shapes=({0: torch.export.Dim("batch")},))
             model = ov.convert_model(program, input=[ov.PartialShape([-1, T, F])])
         ov.save_model(model, str(temp / "model.xml"), compress_to_fp16=False)
