@@ -69,38 +69,44 @@ def _read(ov, core, entry: Path, num_classes: int):
     return model
 
 
-def _convert(ov, loaded, entry: Path) -> None:
-    """Convert the fp32 model to IR in a temp folder beside `entry`, then rename it into place."""
+def _export(ov, loaded):
+    """The fp32 model as an ov.Model: torch.export (jit.trace is deprecated) with the batch dimension free."""
     cfg = loaded.model.config
     T, F = cfg.num_frames, cfg.num_mel_bins
+    on_cpu = next(loaded.model.parameters()).device.type == "cpu"   # a GPU scorer's model stays there
+    source = loaded.model if on_cpu else copy.deepcopy(loaded.model).cpu()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)   # torch.export's pytree warns about its own internals
+        program = torch.export.export(_Logits(source).eval(), (torch.zeros(2, T, F),),
+                                      dynamic_shapes=({0: torch.export.Dim("batch")},))
+        return ov.convert_model(program, input=[ov.PartialShape([-1, T, F])])
+
+
+def _save(ov, model, loaded, entry: Path) -> None:
+    """Write `model` in a temp folder beside `entry`, then rename it into place (OSError when it cannot)."""
+    cfg = loaded.model.config
     temp = entry.with_name(f".{entry.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    temp.mkdir(parents=True)
     try:
-        with torch.no_grad(), warnings.catch_warnings():   # torch.export (jit.trace is deprecated), batch left
-            warnings.simplefilter("ignore", FutureWarning)    # free; its pytree warns about its own internals
-            on_cpu = next(loaded.model.parameters()).device.type == "cpu"   # a GPU scorer's model stays there
-            source = loaded.model if on_cpu else copy.deepcopy(loaded.model).cpu()
-            program = torch.export.export(_Logits(source).eval(), (torch.zeros(2, T, F),),
-                                          dynamic_shapes=({0: torch.export.Dim("batch")},))
-            model = ov.convert_model(program, input=[ov.PartialShape([-1, T, F])])
+        temp.mkdir(parents=True)
         ov.save_model(model, str(temp / "model.xml"), compress_to_fp16=False)
         meta = {"bin_bytes": (temp / "model.bin").stat().st_size, "openvino": backend_version("openvino"),
-                "num_frames": T, "num_mel_bins": F, "num_classes": cfg.num_classes, "model": loaded.name}
+                "num_frames": cfg.num_frames, "num_mel_bins": cfg.num_mel_bins, "num_classes": cfg.num_classes,
+                "model": loaded.name}
         (temp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         if entry.exists():   # a damaged entry: moved aside first, so the rename below is one step
             doomed = entry.with_name(f".{entry.name}.{secrets.token_hex(4)}.old")
             os.rename(entry, doomed)
             shutil.rmtree(doomed, ignore_errors=True)
         os.rename(temp, entry)
-    except OSError as e:
+    except OSError:
         if not (entry / "meta.json").exists():   # not a race that another process won
-            raise OSError(f"cannot write the converted model to {entry.parent}: {e}") from e
+            raise
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 
 
 def converted_model(loaded):
-    """The model as an ov.Model: read from the cache, or converted (AST-base: about 8 s) and cached."""
+    """The model as an ov.Model: read from the cache, or converted (AST-base: about 4 s) and cached."""
     return _CONVERTER.submit(_read_or_convert, loaded).result()
 
 
@@ -113,14 +119,20 @@ def _read_or_convert(loaded):
             return _read(ov, core, entry, loaded.model.config.num_classes)
         except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError; any unreadable entry is rebuilt
             log.warning("rebuilding the converted model in %s (%s)", entry, e)
-    _convert(ov, loaded, entry)
+    model = _export(ov, loaded)
+    try:
+        _save(ov, model, loaded, entry)
+    except OSError as e:   # a read-only or full cache: this run uses the model in memory
+        log.warning("cannot cache the converted model in %s (%s); it is converted again at the next start",
+                    entry.parent, e)
+        return model
     return _read(ov, core, entry, loaded.model.config.num_classes)
 
 
 class OpenVinoRunner:
     """The converted model compiled for the CPU in `precision` on `threads` threads, one infer request
     (the Scorer's thread is its only caller). Pinning is off: two scorers of one process (live + files)
-    would otherwise be pinned to the same cores."""
+    could otherwise be pinned to the same cores."""
 
     backend = "openvino"
     device = torch.device("cpu")

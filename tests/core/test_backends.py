@@ -215,6 +215,19 @@ def test_models_converted_on_two_threads_one_after_the_other(tmp_path):
     assert described == ["openvino fp32, 1 thread"] * 2
 
 
+@needs_openvino
+def test_a_cache_that_cannot_be_written_costs_a_conversion_per_start_not_the_run(tmp_path, monkeypatch, caplog):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("AST_TAGGER_CACHE", str(blocked))
+    loaded = load_model(tiny_model_file(tmp_path / "m.safetensors", 6))
+    with caplog.at_level(logging.WARNING, logger="core.ov_backend"):
+        scorer = Scorer(loaded, InferenceOptions("cpu", "openvino", "fp32"))
+    assert "cannot cache the converted model" in caplog.text
+    x = torch.randn(2, 128, 128)
+    assert np.abs(scorer(x) - Scorer(loaded, "cpu")(x)).max() < 1e-5
+
+
 # ---- threads ---------------------------------------------------------------------------------------------
 
 def test_thread_policy_one_thread_for_small_models_and_for_files_during_live_tagging(monkeypatch):
