@@ -7,19 +7,22 @@ from dataclasses import asdict, dataclass, field, fields
 
 from PySide6.QtCore import QSettings
 
-from core.config import EventConfig
+from core.config import BACKENDS, PRECISIONS, EventConfig
 from core.export import DEFAULT_FORMATS
 
 __all__ = ["AppSettings", "load_settings", "save_settings", "default_qsettings"]
 
 log = logging.getLogger(__name__)
 _EVENTS = EventConfig()
+_CHOICES = {"backend": BACKENDS, "precision": PRECISIONS}
 
 
 @dataclass
 class AppSettings:
     model_spec: str = ""                 # "" = the shipped default; else a file, HF directory or .pth path
     compute: str = "auto"                # "auto", "cpu" or "cuda"
+    backend: str = "auto"                # "auto", "torch" or "openvino" (core.backends)
+    precision: str = "auto"              # "auto", "fp32" or "bf16"
     hop_s: float = 1.0                   # seconds between windows, live and files
     on_threshold: float = _EVENTS.on_threshold
     off_threshold: float = _EVENTS.off_threshold
@@ -55,6 +58,8 @@ def load_settings(qs: QSettings) -> AppSettings:
                 value = float(value)
             elif not isinstance(value, type(default)):
                 raise TypeError(f"expected {type(default).__name__}")
+            if (choices := _CHOICES.get(f.name)) and value not in choices:
+                raise ValueError(f"expected one of {', '.join(choices)}")
             setattr(settings, f.name, value)
         except (TypeError, ValueError) as e:
             log.warning("ignoring the saved setting %s=%r (%s)", f.name, raw, e)

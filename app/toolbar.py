@@ -93,8 +93,10 @@ class RunBar(QtWidgets.QToolBar):
         box.addItem("Open Hugging Face directory…", OPEN_HF_DIR)
         box.setCurrentIndex(max(0, box.findData(current)))
 
-    def set_badge(self, device: torch.device) -> None:
+    def set_badge(self, device: torch.device, inference: str = "") -> None:
+        """`inference`: the engine as Scorer.describe() says it ("openvino bf16, 1 thread"), after the device."""
         gpu = device.type == "cuda"
-        self.badge.setText(f"GPU: {torch.cuda.get_device_name(device)}" if gpu else "CPU")
+        where = f"GPU: {torch.cuda.get_device_name(device)}" if gpu else "CPU"
+        self.badge.setText(f"{where} · {inference}" if inference else where)
         self.badge.setStyleSheet(f"QLabel {{ background: {'#2e7d32' if gpu else '#555'}; color: white; "
                                  "border-radius: 3px; }")

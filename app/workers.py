@@ -29,7 +29,7 @@ from PySide6.QtCore import QThread
 from core.analyze import AnalysisCancelled, Analyzer
 from core.audio_io import probe
 from core.capture import Capture, FilePlayback, InputDevice, list_input_devices, refresh_devices
-from core.config import EventConfig
+from core.config import EventConfig, InferenceOptions
 from core.errors import TaggerError
 from core.hub import DownloadCancelled, download, is_hub_id
 from core.modelfile import LoadedModel, load_model
@@ -49,11 +49,8 @@ MAX_DISPLAY_COLUMNS = 6000   # a file's spectrogram is max-pooled in time to at 
 
 
 def set_cpu_threads() -> int:
-    """Torch CPU threads for the app: all cores but one (at most 4), one stays free for audio and the GUI.
-
-    Live tagging scores one window per hop; on a busy 2-core machine a second thread spins against the
-    GUI and the decoder (core.listen measured 5.3 ms per window with 1 thread, 364 ms with 2).
-    """
+    """Torch CPU threads for the app's work outside the model (fbank, display): all cores but one (at most 4),
+    one stays free for audio and the GUI. The model's own threads are each Scorer's (core.backends' policy)."""
     n = max(1, min(4, (os.cpu_count() or 2) - 1))   # more threads do not help batch-1 windows
     torch.set_num_threads(n)
     return n
@@ -82,6 +79,10 @@ class ModelReady:
     loaded: LoadedModel
     device: torch.device     # where inference runs (the CPU/GPU badge)
     load_s: float
+    options: InferenceOptions   # resolved backend and precision: pass it where `device` went (LiveSession,
+                                # AnalysisWorker.set_model) so that their scorers run the same, without a probe
+    inference: str           # Scorer.describe(): "openvino bf16, 1 thread", for the badge
+    note: str | None = None  # one line when the choice differs from the wish (backend missing, bf16 refused)
 
 
 @dataclass(frozen=True)
@@ -101,22 +102,25 @@ class DownloadProgress:
 
 
 class ModelLoader(QThread):
-    """Loads one model (a file, a Hugging Face directory, an original .pth, a shipped name) and moves it to
-    its device, then puts ModelReady or ModelFailed on `results`."""
+    """Loads one model (a file, a Hugging Face directory, an original .pth, a shipped name) and prepares its
+    engine (backend and precision as asked, "auto" by default: a first OpenVINO conversion and the bf16
+    probe happen here, off the GUI thread), then puts ModelReady or ModelFailed on `results`."""
 
     _requests = itertools.count(1)
 
-    def __init__(self, spec: str, device: str, results: queue.Queue):
+    def __init__(self, spec: str, device: str, results: queue.Queue, backend: str = "auto", precision: str = "auto"):
         super().__init__()
-        self.spec, self.device_name, self.results = spec, device, results
+        self.spec, self.results = spec, results
+        self.options = InferenceOptions(device, backend, precision)
         self.request = next(self._requests)
 
     def run(self) -> None:
         t0 = time.perf_counter()
         try:
             loaded = load_model(self.spec or None)
-            scorer = Scorer(loaded, self.device_name)   # moves the weights; fails here on a bad device
-            self.results.put(ModelReady(self.request, self.spec, loaded, scorer.device, time.perf_counter() - t0))
+            scorer = Scorer(loaded, self.options)   # fails here on a bad device or an unsupported precision
+            self.results.put(ModelReady(self.request, self.spec, loaded, scorer.device, time.perf_counter() - t0,
+                                        scorer.options, scorer.describe(), scorer.note))
         except Exception as e:  # noqa: BLE001 - any failure is shown in the window; the old model stays
             log.warning("loading model %r failed: %s", self.spec, e)
             self.results.put(ModelFailed(self.request, self.spec, _message(e)))
@@ -374,15 +378,17 @@ class AnalysisWorker(QThread):
         self._todo: queue.Queue = queue.Queue()
         self._pending: dict[int, _Job] = {}
         self._lock = threading.Lock()
-        self._model: tuple[LoadedModel, torch.device, float] | None = None
+        self._model: tuple[LoadedModel, InferenceOptions | torch.device, float] | None = None
         self._no_model: str | None = None       # why no model will come (its load failed); None: wait
         self._changed = threading.Condition(self._lock)   # a model, a model failure, a cancel or shutdown
 
     # GUI thread
-    def set_model(self, loaded: LoadedModel, device: torch.device, hop_s: float) -> None:
-        """Jobs that start from now on use this model (a running job finishes with its own)."""
+    def set_model(self, loaded: LoadedModel, options: InferenceOptions | torch.device, hop_s: float) -> None:
+        """Jobs that start from now on use this model (a running job finishes with its own); options:
+        ModelReady.options (a bare device: the model exactly, torch fp32). A job started while a live tagger
+        runs takes one CPU thread (core.backends' thread policy)."""
         with self._lock:
-            self._model, self._no_model = (loaded, device, hop_s), None
+            self._model, self._no_model = (loaded, options, hop_s), None
             self._changed.notify_all()
 
     def set_model_error(self, message: str | None) -> None:
@@ -443,7 +449,7 @@ class AnalysisWorker(QThread):
         if model is None:
             self.results.put(JobFailed(job.job, job.path, no_model or "no model is loaded"))
             return
-        loaded, device, hop_s = model
+        loaded, options, hop_s = model
         t0 = time.perf_counter()
         try:
             total_frames = max(1, round((probe(job.path).duration_s or 0.0) * 100))  # None: a stream
@@ -457,7 +463,7 @@ class AnalysisWorker(QThread):
                     last[0] = now
                     self.results.put(JobProgress(job.job, done_s, total_s))
 
-            timeline = Analyzer(Scorer(loaded, device), hop_s=hop_s).analyze(
+            timeline = Analyzer(Scorer(loaded, options), hop_s=hop_s).analyze(
                 job.path, progress, job.cancel, on_frames=display.push)
             image = quantize(display.result(loaded.features.num_mel_bins), spectrogram_levels(loaded.features))
             self.results.put(JobDone(job.job, job.path, timeline, image, pool, time.perf_counter() - t0))

@@ -8,8 +8,11 @@ and repeat, alternating hf, ours, cli, so that peak memory is per side. A worker
   hf    soundfile decodes the whole file; ASTFeatureExtractor(max_length=T) on each window's waveform
         (it pads the last ones), batches through ASTForAudioClassification under inference_mode (sdpa,
         the transformers default), sigmoid. bf16 autocast on CUDA.
-  ours  Analyzer(Scorer(load_model(dir)), hop_s, batch_size).analyze(path), as the CLI runs it.
+  ours  Analyzer(Scorer(load_model(dir), options), hop_s, batch_size).analyze(path), as the CLI runs it, with
+        --backend/--precision/--threads as the CLI takes them (auto by default: core.backends' choice).
   cli   `main.py analyze --formats scores` in-process: model load + analysis + the scores CSV.
+  gate  ours against hf (fp32, the reference): max score difference and the share of identical events
+        (bench/gate.py); --trained-like scales the random head to logits of a trained model's spread.
   micro (CUDA only) model alone, AST-base at 1024 frames, batch 64, bf16 autocast: ms per window.
 
 Usage in bench/README.md; a markdown table goes to stdout, JSON to bench/results/.
@@ -46,10 +49,12 @@ RATE_HZ = 16000
 SHAPES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}  # hidden size, heads; 12 layers, MLP 4x
 FLOOR_MS = 261e9 / 791e12 * 1e3        # AST.md: AST-base GFLOP per window / measured H100 bf16 ceiling
 TARGET_MS, TARGET_SPEEDUP, HOUR_TARGET_MB = 0.5, 1.5, 300.0
+CPU_TARGET_SPEEDUP = 3.0               # issue 11: analyze against hf fp32 on the CPU
 SCORE_TOL = {"cpu": 1e-4, "cuda": 3e-2}  # fp32 on both sides; bf16 autocast on both sides
 HEADER = ["| side | wall s | ms/window | hf / side | CPU s | load s | peak RSS MB | beyond model MB | where the time goes |",
           "|---|---|---|---|---|---|---|---|---|"]
 SIDES = {"hf": "hf: ASTFeatureExtractor + ASTForAudioClassification", "ours": "ours: Analyzer.analyze",
+         "ours-fp32": "ours, --precision fp32 (exact)",
          "cli": "cli: main.py analyze --formats scores (wall includes model load)"}
 
 
@@ -79,9 +84,10 @@ def make_audio(minutes: float) -> Path:
     return path
 
 
-def make_model(shape: str, frames: int, seed: int) -> Path:
-    """A Hugging Face AST directory (seeded random weights, 527 AudioSet labels, window `frames`)."""
-    path = CACHE / f"hf-ast-{shape}-{frames}-seed{seed}"
+def make_model(shape: str, frames: int, seed: int, trained_like: Path | None = None) -> Path:
+    """A Hugging Face AST directory (seeded random weights, 527 AudioSet labels, window `frames`); with
+    `trained_like` (an audio file) its head is scaled to a trained model's logit spread on that audio."""
+    path = CACHE / f"hf-ast-{shape}-{frames}-seed{seed}{'-trained-like' if trained_like else ''}"
     if (path / "model.safetensors").exists():
         return path
     import torch
@@ -98,10 +104,33 @@ def make_model(shape: str, frames: int, seed: int) -> Path:
     (CACHE / ".gitignore").write_text("*\n")
     tmp = path.with_name(path.name + ".tmp")   # a folder, which atomic_write (files) does not cover
     shutil.rmtree(tmp, ignore_errors=True)     # what a killed run left, so that nothing of it is kept
-    transformers.ASTForAudioClassification(cfg).save_pretrained(tmp)
+    model = transformers.ASTForAudioClassification(cfg).eval()
+    model.save_pretrained(tmp)
     transformers.ASTFeatureExtractor(max_length=frames).save_pretrained(tmp)  # mean/std for both sides
+    if trained_like:
+        _scale_head(model, tmp, trained_like)
+        model.save_pretrained(tmp)
     os.replace(tmp, path)
     return path
+
+
+def _scale_head(hf_model, folder: Path, audio: Path, count: int = 8) -> None:
+    """bench.gate.scale_head on our load of the model in `folder`, fitted on `count` windows spread over
+    `audio`; the scaled head is written back into the Hugging Face model."""
+    import torch
+
+    from bench.gate import scale_head
+    from core.features import fbank, normalize
+    from core.modelfile import load_model
+    loaded = load_model(folder)
+    features, frames = loaded.features, loaded.features.num_frames
+    wave = torch.from_numpy(sf.read(audio, dtype="float32")[0])
+    x = normalize(fbank(wave, features), features)                 # (N, F)
+    step = (x.shape[0] - frames) // count
+    scale_head(loaded.model, torch.stack([x[k * step:k * step + frames] for k in range(count)]))
+    with torch.no_grad():
+        hf_model.classifier.dense.weight.copy_(loaded.model.mlp_head[1].weight)
+        hf_model.classifier.dense.bias.copy_(loaded.model.mlp_head[1].bias)
 
 
 def machine_info(device: str) -> dict:
@@ -215,8 +244,10 @@ def work_ours(args, t0: float) -> tuple[np.ndarray, dict]:
 
     from core.runtime import limit_heap_fragmentation
     limit_heap_fragmentation()  # as main.py does at start-up
+    from core.config import InferenceOptions
     t1 = time.perf_counter()
-    scorer = TimedScorer(load_model(args.model_dir), args.device)
+    options = InferenceOptions(args.device, args.backend, args.precision, args.threads)
+    scorer = TimedScorer(load_model(args.model_dir), options)
     analyzer = Analyzer(scorer, hop_s=args.hop, batch_size=args.batch_size)
     t2 = time.perf_counter()
     rss_load, trace = _status_kb("VmRSS"), []   # (audio s, RSS beyond the model MB) every 10 % of the file
@@ -227,7 +258,8 @@ def work_ours(args, t0: float) -> tuple[np.ndarray, dict]:
 
     timeline, m = _measure(lambda: analyzer.analyze(args.audio, progress=progress), args.device)
     return timeline.scores, {**m, "model_s": scorer.model_s, "other_s": m["wall_s"] - scorer.model_s,
-                             "import_s": t1 - t0, "load_s": t2 - t1, "rss_trace": trace}
+                             "import_s": t1 - t0, "load_s": t2 - t1, "rss_trace": trace,
+                             "inference": scorer.describe(), "note": scorer.note}
 
 
 def work_cli(args, t0: float) -> tuple[np.ndarray, dict]:
@@ -237,7 +269,9 @@ def work_cli(args, t0: float) -> tuple[np.ndarray, dict]:
     t1 = time.perf_counter()
     out_dir = CACHE / "cli-out"
     argv = ["analyze", args.audio, "--model", args.model_dir, "--hop", str(args.hop), "--device", args.device,
-            "--batch-size", str(args.batch_size), "--formats", "scores", "--out", str(out_dir), "--force", "--quiet"]
+            "--batch-size", str(args.batch_size), "--formats", "scores", "--out", str(out_dir), "--force", "--quiet",
+            "--backend", args.backend, "--precision", args.precision] + (["--threads", str(args.threads)]
+                                                                        if args.threads else [])
     rc, m = _measure(lambda: cli.main(argv), args.device)
     if rc != 0:
         raise SystemExit(f"error: main.py {' '.join(argv)} exited with {rc}")
@@ -286,12 +320,16 @@ def worker(args) -> int:
 
 # ----------------------------------------------------------------------------- parent
 
-def run_worker(side: str, run: int, audio: Path, model_dir: Path, hop: float, batch: int, device: str) -> dict:
+def run_worker(side: str, run: int, audio: Path, model_dir: Path, hop: float, batch: int, device: str,
+               engine: list[str] = ()) -> dict:
+    """One side in a fresh process; `engine`: the --backend/--precision/--threads arguments of ours and cli."""
     out = CACHE / "runs" / f"{side}-{run}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--audio", str(audio),
+    if side == "ours-fp32":                  # the ours worker, made exact: the last --precision wins
+        engine = [*engine, "--precision", "fp32"]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", side.split("-")[0], "--audio", str(audio),
            "--model-dir", str(model_dir), "--hop", str(hop), "--batch-size", str(batch), "--device", device,
-           "--out", str(out)]
+           "--out", str(out), *engine]
     print(f"run {run} {side} ...", file=sys.stderr, flush=True)
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
@@ -322,41 +360,56 @@ def _row(side: str, runs: list[dict], hf_wall: float | None) -> tuple[str, dict]
 
 
 def compare(args, device: str, audio: Path, model_dir: Path, hop: float, batch: int) -> dict:
-    sides = ["hf", "ours"] + (["cli"] if args.cli else [])
+    sides = ["hf", "ours"] + (["ours-fp32"] if args.also_fp32 else []) + (["cli"] if args.cli else [])
     runs: dict[str, list[dict]] = {s: [] for s in sides}
+    engine = ["--backend", args.backend, "--precision", args.precision] + (["--threads", str(args.threads)]
+                                                                           if args.threads else [])
     for r in range(args.repeats):            # alternating, so drifting load on the machine hits both
         for side in sides:
-            runs[side].append(run_worker(side, r, audio, model_dir, hop, batch, device))
+            runs[side].append(run_worker(side, r, audio, model_dir, hop, batch, device, engine))
     hf_scores, ours_scores = runs["hf"][0].pop("scores"), runs["ours"][0].pop("scores")
     if hf_scores.shape != ours_scores.shape:
         raise SystemExit(f"error: score shapes differ: hf {hf_scores.shape}, ours {ours_scores.shape}")
     diff = float(np.abs(hf_scores - ours_scores).max())
-    check = {"shape": list(ours_scores.shape), "max_abs_diff": diff, "tolerance": SCORE_TOL[device],
-             "agree": diff < SCORE_TOL[device], "score_std_over_windows": float(ours_scores.std(axis=0).mean())}
+    inference = runs["ours"][0]["inference"]
+    tolerance = SCORE_TOL["cuda" if "bf16" in inference else "cpu"]   # hf runs fp32 on the CPU
+    check = {"shape": list(ours_scores.shape), "max_abs_diff": diff, "tolerance": tolerance,
+             "agree": diff < tolerance, "score_std_over_windows": float(ours_scores.std(axis=0).mean()),
+             "gate": accuracy_gate(hf_scores, ours_scores, audio, model_dir, hop)}
     if args.cli:
         cli_scores = runs["cli"][0].pop("scores")
         check["cli_vs_ours_max_abs_diff"] = float(np.abs(cli_scores - ours_scores).max()) \
             if cli_scores.shape == ours_scores.shape else f"shape {cli_scores.shape}"
-    for r in (r for rs in runs.values() for r in rs):
-        r.pop("scores", None)
     hf_wall = statistics.median(r["wall_s"] for r in runs["hf"])
     lines = [*HEADER]
     summary = {}
     for side in sides:
         line, summary[side] = _row(side, runs[side], hf_wall if side != "hf" else None)
         lines.append(line)
-    n = ours_scores.shape[0]
-    lines += ["", f"speed-up hf / ours (median of {args.repeats}): {summary['ours']['speedup_vs_hf']:.2f}x "
-              f"(target >= {TARGET_SPEEDUP}x: {'met' if summary['ours']['speedup_vs_hf'] >= TARGET_SPEEDUP else 'not met'})",
+    n, gate = ours_scores.shape[0], check["gate"]
+    target = TARGET_SPEEDUP if device == "cuda" else CPU_TARGET_SPEEDUP
+    lines += ["", f"ours: {inference}" + (f" ({runs['ours'][0]['note']})" if runs["ours"][0]["note"] else ""),
+              f"speed-up hf / ours (median of {args.repeats}): {summary['ours']['speedup_vs_hf']:.2f}x "
+              f"(target >= {target}x: {'met' if summary['ours']['speedup_vs_hf'] >= target else 'not met'})",
               f"scores {n} windows x {ours_scores.shape[1]} labels; max |hf - ours| = {diff:.2e} "
-              f"({'agree' if check['agree'] else 'DISAGREE'}, tolerance {SCORE_TOL[device]:g}); mean std of a "
-              f"score over windows {check['score_std_over_windows']:.3f}"]
+              f"({'agree' if check['agree'] else 'DISAGREE'}, tolerance {tolerance:g}); mean std of a "
+              f"score over windows {check['score_std_over_windows']:.3f}",
+              f"accuracy gate vs hf fp32: max score difference {gate['max_score_difference']:.4f}, "
+              f"{gate['same_events']:.1%} of {gate['events_fp32']} events the same ({gate['events']} in ours): "
+              f"{'passed' if gate['passed'] else 'NOT passed'}"]
     lines.append("1-min load average before/after each run (the side itself adds about its thread count): " + "; ".join(
         f"{side} {'/'.join(f'{v:.1f}' for v in r['loadavg_1min'])}" for side in sides for r in runs[side]))
     lines.append("ours, RSS beyond the model over the file (audio s: MB): "
                  + ", ".join(f"{s}: {mb}" for s, mb in runs["ours"][-1]["rss_trace"]))
     if args.cli:
         lines.append(f"cli scores.csv vs ours: max |diff| = {check['cli_vs_ours_max_abs_diff']} (CSV keeps 4 decimals)")
+    if args.also_fp32:
+        exact = runs["ours-fp32"][0]
+        check["fp32_gate"] = g = accuracy_gate(hf_scores, exact["scores"], audio, model_dir, hop)
+        lines.append(f"ours-fp32 ({exact['inference']}): {summary['ours-fp32']['speedup_vs_hf']:.2f}x hf; max score "
+                     f"difference {g['max_score_difference']:.1e}, {g['same_events']:.1%} of the events the same")
+    for r in (r for rs in runs.values() for r in rs):
+        r.pop("scores", None)
     result = {"summary": summary, "check": check, "runs": runs}
     if device == "cuda":
         base = make_model("base", 1024, args.seed)
@@ -370,6 +423,28 @@ def compare(args, device: str, audio: Path, model_dir: Path, hop: float, batch: 
         lines.append(f"ours under {TARGET_MS} ms per window: {'yes' if micro['ours_ms_per_window'] < TARGET_MS else 'no'}")
     result["table"] = "\n".join(lines)
     return result
+
+
+def accuracy_gate(hf_scores: np.ndarray, ours_scores: np.ndarray, audio: Path, model_dir: Path, hop: float) -> dict:
+    """bench.gate.gate of ours against hf's fp32 scores, events by the default rule on the same windows."""
+    from bench.gate import gate
+    from core.config import EventConfig, FeatureConfig
+    from core.events import detect_events
+    from core.labels import audioset_labels
+    from core.timeline import Timeline
+    from core.windows import WindowPlan
+    frames = json.loads((model_dir / "config.json").read_text())["max_length"]
+    plan = WindowPlan.for_model(FeatureConfig(num_frames=frames), hop)
+    duration_s = sf.info(str(audio)).duration
+    starts = plan.starts_s(0, len(hf_scores))
+
+    def events(scores: np.ndarray):
+        timeline = Timeline(source=str(audio), labels=audioset_labels(), starts_s=starts,
+                            ends_s=plan.ends_s(starts, duration_s), scores=scores.astype(np.float32),
+                            duration_s=duration_s, window_s=frames / 100, hop_s=hop, model_name="bench")
+        return detect_events(timeline, EventConfig())
+
+    return gate(hf_scores, ours_scores, events(hf_scores), events(ours_scores))
 
 
 def hour_check(args, device: str, audio: Path, model_dir: Path, hop: float, batch: int) -> dict:
@@ -401,6 +476,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     p.add_argument("--no-cli", dest="cli", action="store_false", help="skip the main.py analyze side")
     p.add_argument("--hour", action="store_true", help="memory check: ours only, a one-hour file, hop 10 s")
+    p.add_argument("--json", default=None, help="file name of the JSON under bench/results/ (default by device)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "openvino"],
+                   help="ours and cli (default auto)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="ours and cli (default auto)")
+    p.add_argument("--threads", type=int, default=None, help="ours and cli: model threads (default: the policy)")
+    p.add_argument("--also-fp32", action="store_true", help="a second ours side in exact fp32 (same backend)")
+    p.add_argument("--trained-like", action="store_true",
+                   help="scale the random head to a trained model's logit spread (std 3) on the audio")
     p.add_argument("--worker", choices=["hf", "ours", "cli", "micro"], help=argparse.SUPPRESS)
     p.add_argument("--model-dir", help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -427,10 +510,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     else:
         audio = make_audio(60.0 if args.hour else args.minutes)
-    model_dir = make_model(shape, frames, args.seed)
+    model_dir = make_model(shape, frames, args.seed, audio if args.trained_like else None)
     info = machine_info(device)
     config = {"device": device, "shape": shape, "frames": frames, "window_s": frames / 100, "hop_s": hop,
               "batch_size": batch, "repeats": args.repeats, "seed": args.seed, "audio": str(audio),
+              "backend": args.backend, "precision": args.precision, "threads": args.threads,
+              "trained_like": args.trained_like,
               "audio_s": sf.info(str(audio)).duration}
     result = (hour_check if args.hour else compare)(args, device, audio, model_dir, hop, batch)
     print(f"\n{info['cpu']}, {info['cpus_usable']} CPUs{', ' + info['gpu'] if 'gpu' in info else ''}; torch "
@@ -438,13 +523,13 @@ def main(argv: list[str] | None = None) -> int:
           f"batch {batch}, {device}; {config['audio_s']:.0f} s of audio\n")
     print(result["table"])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"analyze{'-hour' if args.hour else ''}-{device}.json"
+    out = RESULTS / (args.json or f"analyze{'-hour' if args.hour else ''}-{device}.json")
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     with atomic_write(out) as f:
         f.write(json.dumps({"bench": "analyze-hour" if args.hour else "analyze", "date": stamp,
                             "command": " ".join(["python", "bench/bench_analyze.py", *sys.argv[1:]]),
                             "machine": info, "config": config, **result}, indent=1, default=str) + "\n")
-    print(f"\nwrote {out.relative_to(ROOT)}")
+    print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0
 
 

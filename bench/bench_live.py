@@ -13,8 +13,10 @@ drains the queue into a LiveTimeline as `listen` does. Audio: ESC-50 clips end t
           resident memory sampled every 5 minutes of audio; CPU seconds per audio second.
 
 Model: a random AST of the shipped default's size (192 wide, 6 layers, 3 heads, 5.12 s window = 512
-frames, 527 AudioSet labels). Usage: python bench/bench_live.py [--minutes 1] [--long-minutes 30]
-[--threads N] [--json PATH]; a markdown table goes to stdout, JSON to bench/results/live-cpu.json.
+frames, 527 AudioSet labels), `--shape base` the released AudioSet shape (AST-base, 1024 frames, random
+weights), or `--model SPEC`; the engine as `listen` picks it (`--backend`, `--precision`, `--threads`; auto
+by default). Usage: python bench/bench_live.py [--minutes 1] [--long-minutes 30] [--json PATH]; a markdown
+table goes to stdout, JSON to bench/results/live-cpu.json.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ RESULTS = ROOT / "bench" / "results"
 
 from core.audio_io import iter_blocks  # noqa: E402
 from core.capture import CaptureReader  # noqa: E402
-from core.config import EventConfig, FeatureConfig, ModelConfig  # noqa: E402
+from core.config import BACKENDS, PRECISIONS, EventConfig, FeatureConfig, InferenceOptions, ModelConfig  # noqa: E402
 from core.labels import audioset_labels  # noqa: E402
 from core.session import LiveTimeline  # noqa: E402
 from core.model import AST  # noqa: E402
@@ -52,10 +54,16 @@ RATE = 16000
 BLOCK = 160   # 10 ms callback blocks
 
 
-def make_model(folder: Path) -> Path:
+SHAPES = {"stand-in": ("random AST 192 wide, 6 layers, 3 heads, 512 frames (5.12 s), 527 labels",
+                        ModelConfig(num_classes=527, num_frames=512, embed_dim=192, depth=6, num_heads=3)),
+          "base": ("random AST-base (768 wide, 12 layers, 12 heads, 1024 frames = 10.24 s, 527 labels)", ModelConfig())}
+
+
+def make_model(folder: Path, shape: str) -> Path:
     torch.manual_seed(0)
-    cfg = ModelConfig(num_classes=527, num_frames=512, embed_dim=192, depth=6, num_heads=3)
-    return save_model_file(folder / "small.safetensors", AST(cfg), FeatureConfig(num_frames=512), audioset_labels())
+    cfg = SHAPES[shape][1]
+    return save_model_file(folder / f"{shape}.safetensors", AST(cfg), FeatureConfig(num_frames=cfg.num_frames),
+                           audioset_labels())
 
 
 def clips():
@@ -193,27 +201,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=1.0, help="real-time run per hop (default 1; 5 for the long figures)")
     p.add_argument("--long-minutes", type=float, default=30.0, help="audio of the memory run (default 30)")
     p.add_argument("--hops", default="1.0,0.5", help="hops of the lag runs (default 1.0,0.5)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of the model (default: the policy)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help="engine (default auto, as listen)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="precision (default auto, as listen)")
+    p.add_argument("--shape", default="stand-in", choices=sorted(SHAPES), help="the random model's shape")
     p.add_argument("--json", type=Path, default=RESULTS / "live-cpu.json", help="where the JSON goes")
     p.add_argument("--model", default=None, help="a model spec (e.g. default, the shipped model) instead of "
                                                  "the random stand-in")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    options = InferenceOptions("cpu", args.backend, args.precision, args.threads)
+    t0 = time.perf_counter()
     if args.model:
-        scorer = Scorer(load_model(args.model), "cpu")
+        scorer = Scorer(load_model(args.model), options, live=True)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            scorer = Scorer(load_model(make_model(Path(tmp))), "cpu")
+            scorer = Scorer(load_model(make_model(Path(tmp), args.shape)), options, live=True)
+    load_s = time.perf_counter() - t0
     scorer(torch.zeros(1, scorer.num_frames, 128))   # first call pays one-off costs
     info = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "model": f"model {args.model}, fp32 CPU" if args.model else
-                     "random AST 192 wide, 6 layers, 3 heads, 512 frames (5.12 s), 527 labels, fp32 CPU"}
+            "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(), "torch": torch.__version__,
+            "inference": scorer.describe(), "load_and_prepare_s": round(load_s, 1),
+            "model": f"model {args.model}" if args.model else SHAPES[args.shape][0]}
     lag = [lag_run(scorer, float(h), args.minutes * 60) for h in args.hops.split(",")]
     memory = memory_run(scorer, 1.0, args.long_minutes) if args.long_minutes > 0 else None
-    print(f"{info['model']}; {info['cpus']} CPUs (load average {os.getloadavg()[0]:.1f} at the end), "
-          f"torch {info['torch']} with {info['torch_threads']} threads\n")
+    print(f"{info['model']}, {info['inference']}; {info['cpus']} CPUs (load average {os.getloadavg()[0]:.1f} at the "
+          f"end), torch {info['torch']}\n")
     print("| hop | audio | windows | skipped | overruns | lag p50 | lag p95 | lag max | inference p50 | inference p95 | CPU (one core) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in lag:

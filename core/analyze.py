@@ -122,8 +122,8 @@ class Analyzer:
             scores=np.concatenate(scores).astype(np.float32), duration_s=duration_s,
             window_s=self.features.window_s, hop_s=self.hop_s, model_name=loaded.name,
             device=str(self.scorer.device), sample_rate_hz=rate, kind="file",
-            extra={"source_sample_rate_hz": info.sample_rate_hz, "source_channels": info.num_channels,
-                   **_report_rows(reports[0])},
+            extra={"inference": self.scorer.describe(), "source_sample_rate_hz": info.sample_rate_hz,
+                   "source_channels": info.num_channels, **_report_rows(reports[0])},
         )
 
 

@@ -23,7 +23,8 @@ from core.inputs import (AUDIO_SUFFIXES, COMBINED_STEM, NameClashError, collect_
 from core.clips import build_parser as build_clips_parser
 from core.listen import build_parsers as build_listen_parsers
 from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, UsageError, add_event_arguments,
-                          count_above_zero, event_config_from, folder_name, parse_formats, seconds_above_zero)
+                          add_inference_arguments, count_above_zero, event_config_from, folder_name,
+                          inference_options_from, parse_formats, seconds_above_zero)
 from core.runtime import limit_heap_fragmentation
 from core.tables import DATASET_FORMATS, export_file, export_targets, model_tag, require_pyarrow
 
@@ -110,9 +111,12 @@ def _run_analyze(args: argparse.Namespace) -> int:
         from core.cluster import run_cluster
         return run_cluster(args, plans, formats, event_config, loaded, prior_failures=failures)
     tag = model_tag(loaded.name, model_hash(loaded)) if "parquet" in formats else None
-    analyzer = Analyzer(Scorer(loaded, args.device), hop_s=args.hop, batch_size=args.batch_size)
+    scorer = Scorer(loaded, inference_options_from(args))
+    analyzer = Analyzer(scorer, hop_s=args.hop, batch_size=args.batch_size)
+    if scorer.note:
+        print(one_line(f"note: {scorer.note}"), file=sys.stderr)
     print(f"model {loaded.name} ({len(loaded.labels)} labels, window {loaded.features.window_s:.2f} s, "
-          f"hop {analyzer.hop_s:g} s) on {analyzer.scorer.device}", file=sys.stderr)
+          f"hop {analyzer.hop_s:g} s) on {scorer.device}: {scorer.describe()}", file=sys.stderr)
 
     durations = {plan.path: probe_duration(plan.path) for plan in plans}  # bad files fail later, one by one
     results = []
@@ -182,7 +186,6 @@ def build_analyze_parser(sub) -> None:
                         "name or a Hub id such as MIT/ast-finetuned-audioset-10-10-0.4593 (default: shipped default)")
     p.add_argument("--hop", type=seconds_above_zero, default=1.0, metavar="S",
                    help="seconds between windows (default 1.0)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
     p.add_argument("--out", type=folder_name, default=None, metavar="DIR",
                    help="output folder (default: next to each audio file); folder inputs are mirrored under it")
     p.add_argument("--formats", default="tags,scores,params", metavar="LIST",
@@ -195,6 +198,7 @@ def build_analyze_parser(sub) -> None:
     p.add_argument("--cluster", default=None, metavar="ray|ray://HOST:PORT",
                    help="analyse on Ray (pip install '.[cluster]'): 'ray' starts one here (or joins RAY_ADDRESS); "
                         "resumable through a manifest in --out (docs/scale.md)")
+    add_inference_arguments(p)
     add_event_arguments(p)
     p.set_defaults(func=run_analyze)
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.cluster_stages import CRASH_ONCE_ENV, PipelineSpec, stream_batches
+from core.config import InferenceOptions
 from core.errors import ConfigError, TaggerError
 
 if TYPE_CHECKING:   # for the type hints only
@@ -139,6 +140,7 @@ class _Gathered:
     num_windows: int = -1
     meta: dict | None = None
     device: str = "cpu"
+    inference: str = ""      # the actor's Scorer.describe()
 
     def complete(self) -> bool:
         return self.meta is not None and sum(len(s) for s in self.scores.values()) == self.num_windows
@@ -242,7 +244,8 @@ def _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, arg
         features=loaded.features, hop_s=plan.hop_s, chunk_windows=options.chunk_windows, block_s=options.block_s,
         rows_per_call=options.rows_per_call, actors=options.max_actors or (gpus if gpus else max(1, cpus - 1)),
         gpus=gpus, actor_memory_bytes=_actor_memory_bytes(loaded), model_ref=[ray.put(loaded)],
-        batch_size=options.batch_size, crash_marker=options.crash_marker)
+        batch_size=options.batch_size, crash_marker=options.crash_marker,
+        inference=InferenceOptions("cuda" if gpus else "cpu", args.backend, args.precision, args.threads))
     gathered: dict[int, _Gathered] = {}
     finished: set[int] = set()
     L = len(loaded.labels)
@@ -269,7 +272,7 @@ def _run_pipeline(ray, todo, durations, plan, loaded, event_config, formats, arg
             k0, k1 = int(batch["k0"][r]), int(batch["k1"][r])
             if k1 > k0:
                 g.scores[k0] = np.frombuffer(batch["scores"][r], np.float32).reshape(k1 - k0, L)
-                g.device = str(batch["device"][r])
+                g.device, g.inference = str(batch["device"][r]), str(batch["inference"][r])
             if batch["final"][r]:
                 g.num_windows, g.meta = int(batch["num_windows"][r]), json.loads(str(batch["meta"][r]))
             if g.complete():
@@ -324,7 +327,8 @@ def _finish_file(item, g: _Gathered, plan, loaded, event_config, formats, args, 
                         ends_s=plan.ends_s(starts, duration_s),
                         scores=scores.astype(np.float32), duration_s=duration_s, window_s=loaded.features.window_s,
                         hop_s=plan.hop_s, model_name=loaded.name, device=g.device,
-                        sample_rate_hz=loaded.features.sample_rate_hz, kind="file", extra=meta)
+                        sample_rate_hz=loaded.features.sample_rate_hz, kind="file",
+                        extra={"inference": g.inference, **meta})
     events = detect_events(timeline, event_config)
     # the exports and their manifest line are one step for Ctrl-C / SIGTERM (held back until both are done), so
     # an interrupted run never leaves exports that its rerun would refuse as "already exists"

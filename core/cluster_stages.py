@@ -104,14 +104,14 @@ def _file_chunks(index: int, path: str, features, hop_s: float, chunk_windows: i
 class WindowScorer:
     """Ray Data callable class: rows of frames -> rows of (k1 - k0, L) float32 scores (bytes)."""
 
-    def __init__(self, model_ref: list, hop_s: float, batch_size: int | None, device: str,
+    def __init__(self, model_ref: list, hop_s: float, batch_size: int | None, inference,
                  crash_marker: str | None = None):
         import ray
 
         from core.scorer import Scorer
         from core.windows import WindowPlan
         loaded = ray.get(model_ref[0])        # a list, so that Ray hands over the reference, not a copy per call
-        self.scorer = Scorer(loaded, device)
+        self.scorer = Scorer(loaded, inference)   # core.config.InferenceOptions of the command line
         self.features = loaded.features
         self.plan = WindowPlan.for_model(self.features, hop_s)
         self.batch_size = batch_size or (64 if self.scorer.device.type == "cuda" else 8)
@@ -149,6 +149,7 @@ class WindowScorer:
         out["scores"] = np.array([scores[owners_a == i].astype(np.float32).tobytes()
                                   for i in range(len(batch["file"]))], dtype=object)
         out["device"] = np.array([self.scorer.device.type] * len(batch["file"]), dtype=object)
+        out["inference"] = np.array([self.scorer.describe()] * len(batch["file"]), dtype=object)
         return out
 
 
@@ -171,6 +172,7 @@ class PipelineSpec:
     model_ref: list        # [ObjectRef of the LoadedModel]
     batch_size: int | None
     crash_marker: str | None
+    inference: object      # core.config.InferenceOptions for the scoring actors
 
 
 def build_dataset(ray, spec: PipelineSpec):
@@ -187,7 +189,7 @@ def build_dataset(ray, spec: PipelineSpec):
                           num_cpus=1, num_gpus=1 if spec.gpus else 0, memory=spec.actor_memory_bytes,
                           fn_constructor_kwargs={"model_ref": spec.model_ref, "hop_s": spec.hop_s,
                                                  "batch_size": spec.batch_size,
-                                                 "device": "cuda" if spec.gpus else "cpu",
+                                                 "inference": spec.inference,
                                                  "crash_marker": spec.crash_marker})
 
 

@@ -151,6 +151,34 @@ class ModelConfig:
         return f * t
 
 
+BACKENDS = ("auto", "torch", "openvino")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """Where and how the model runs (`--device/--backend/--precision/--threads`); core.backends resolves it."""
+
+    device: str = "auto"         # auto, cpu, cuda[:N]
+    backend: str = "auto"        # auto, torch, openvino (auto: openvino on the CPU when installed)
+    precision: str = "auto"      # auto, fp32, bf16 (auto: bf16 where native and within tolerance)
+    threads: int | None = None   # CPU threads; None = the thread policy of core.backends
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}; use {', '.join(BACKENDS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ConfigError(f"threads must be a whole number >= 1, got {self.threads!r}")
+
+    @classmethod
+    def exact(cls, device: object = "auto") -> "InferenceOptions":
+        """The model as it is: torch in fp32 on `device` (the reference every other choice is measured by)."""
+        return cls(str(device), "torch", "fp32")
+
+
 @dataclass(frozen=True)
 class EventConfig:
     """The event rule (core.events): per-label median filter, hysteresis, minimum duration, gap merge.

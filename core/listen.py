@@ -17,8 +17,8 @@ from typing import Callable
 
 from core.events import thresholds_for
 from core.labels import LabelSet
-from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, count_above_zero, event_config_from,
-                          parse_formats, seconds_above_zero)
+from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_inference_arguments, count_above_zero,
+                          event_config_from, inference_options_from, parse_formats, seconds_above_zero)
 from core.session import LiveTimeline  # noqa: F401 - its former home
 from core.session import LiveSession, Recorder, RecordingStopped
 from core.timeline import Event
@@ -63,7 +63,7 @@ def run_listen(args: argparse.Namespace) -> int:
     from core.capture import Capture, CaptureError, find_input_device
     from core.export import export_timeline, target_paths
     from core.modelfile import load_model
-    from core.scorer import resolve_device
+    from core.backends import resolve_device
 
     formats = parse_formats(args.formats)
     event_config = event_config_from(args)
@@ -75,12 +75,7 @@ def run_listen(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     loaded = load_model(args.model)
     thresholds_for(loaded.labels, event_config)                # unknown --label-threshold fails early
-    compute = resolve_device(args.device)                      # ConfigError for --device cuda without a GPU
-    if compute.type == "cpu":
-        # One window per hop is a small batch: on a busy 2-core machine a second torch thread spins
-        # against other work (the default model took 364 ms per window with 2 threads, 5.3 ms with 1).
-        import torch
-        torch.set_num_threads(args.threads)
+    resolve_device(args.device)                                # ConfigError for --device cuda without a GPU
     out_dir = Path(args.out).expanduser() if args.out else Path.cwd()
     stem = args.name or datetime.now().strftime("live-%Y%m%d-%H%M%S")
     wav = out_dir / f"{stem}.wav"
@@ -93,8 +88,10 @@ def run_listen(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     recorder = Recorder(wav, overwrite=args.force) if args.record else None
-    session = LiveSession(loaded, compute, capture, args.hop, event_config, recorder)
+    session = LiveSession(loaded, inference_options_from(args), capture, args.hop, event_config, recorder)
     tagger = session.tagger
+    if session.scorer.note:
+        print(f"note: {session.scorer.note}", file=sys.stderr)
     try:
         session.start()
     except CaptureError as e:
@@ -105,7 +102,7 @@ def run_listen(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(f"listening on {device.name!r} [{device.host_api}] at {capture.rate_hz} Hz; model {loaded.name} "
           f"({len(loaded.labels)} labels, window {tagger.window_s:.2f} s, hop {tagger.hop_s:g} s) on "
-          f"{compute}; first scores after {tagger.window_s + 0.015:.2f} s; "
+          f"{session.scorer.device}: {session.scorer.describe()}; first scores after {tagger.window_s + 0.015:.2f} s; "
           f"{'Ctrl-C to stop' if args.duration is None else f'{args.duration:g} s'}", file=sys.stderr)
     result = session.finish(_drive(args, session))
     for e in result.unreported:
@@ -182,9 +179,6 @@ def build_parsers(sub, common_parser: Callable[[], argparse.ArgumentParser],
                         "name or a Hub id (default: shipped default)")
     p.add_argument("--hop", type=seconds_above_zero, default=1.0, metavar="S",
                    help="seconds between windows, 0.25-5 (default 1.0)")  # MIN/MAX_LIVE_HOP_S of core.tagger
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
-    p.add_argument("--threads", type=count_above_zero, default=1, metavar="N",
-                   help="CPU threads for the model (default 1: one window per hop keeps up on one core)")
     p.add_argument("--rate", type=count_above_zero, default=None, metavar="HZ",
                    help="capture rate (default 16000 if the device takes it, else its own rate; resampled)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: the current folder)")
@@ -194,5 +188,6 @@ def build_parsers(sub, common_parser: Callable[[], argparse.ArgumentParser],
     p.add_argument("--record", action="store_true",
                    help="also save the audio as <stem>.wav (16 kHz float, what the model heard); the File column names it")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    add_inference_arguments(p)
     add_event_arguments(p)
     p.set_defaults(func=run_listen)

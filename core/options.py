@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import math
 
-from core.config import EventConfig
+from core.config import BACKENDS, PRECISIONS, EventConfig, InferenceOptions
 from core.export import FORMATS
 from core.inputs import one_line
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "UsageError", "Parser", "add_event_arguments",
            "event_config_from", "parse_formats", "seconds_above_zero", "seconds_from_zero", "probability",
-           "count_above_zero", "folder_name"]
+           "count_above_zero", "folder_name", "add_inference_arguments", "inference_options_from"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -91,6 +91,25 @@ def add_event_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"drop events shorter than S seconds (default {d.min_duration_s})")
     g.add_argument("--merge-gap", type=seconds_from_zero, default=d.merge_gap_s, metavar="S",
                    help=f"merge events of one label closer than S seconds (default {d.merge_gap_s})")
+
+
+def add_inference_arguments(p: argparse.ArgumentParser) -> None:
+    """--device, --backend, --precision, --threads (core.backends says what auto picks)."""
+    g = p.add_argument_group("inference")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
+    g.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="engine of the model: auto = openvino on the CPU when installed (pip install "
+                        "'ast-tagger[fast]'), else torch")
+    g.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto = bf16 where the CPU (AVX512-BF16, AMX) or GPU computes it natively and the "
+                        "model's scores stay within 0.02 of fp32, else fp32 (exact)")
+    g.add_argument("--threads", type=count_above_zero, default=None, metavar="N",
+                   help="CPU threads for the model (default: 1 for small models such as the shipped one, "
+                        "else every core up to 4)")
+
+
+def inference_options_from(args: argparse.Namespace) -> InferenceOptions:
+    return InferenceOptions(args.device, args.backend, args.precision, args.threads)
 
 
 def event_config_from(args: argparse.Namespace) -> EventConfig:

@@ -1,52 +1,54 @@
-"""Runs a loaded model on batches of windows, on the GPU when there is one.
+"""Runs a loaded model on batches of windows, with the engine, precision and threads of core.backends.
 
-A Scorer is owned by one thread (the file-analysis thread or the live tagger thread): it holds the model
-on its device and turns raw log-mel windows into sigmoid scores. bf16 autocast on CUDA, fp32 on CPU.
+A Scorer is owned by one thread (the file-analysis thread, the live tagger thread, a Ray actor): it is built
+there (a first OpenVINO conversion of a large model takes seconds, then it comes from the disk cache) and
+turns raw log-mel windows into sigmoid scores there. Features stay torch on the Scorer's device.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from core.errors import ConfigError
+from core.backends import InferenceOptions, build_runner, describe, resolve_device
 from core.features import normalize, pad_or_cut
 from core.modelfile import LoadedModel
 
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> CUDA when available else CPU; 'cuda' without a GPU is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine; "
-                          "use --device cpu (or auto)")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device(name)
+__all__ = ["Scorer", "InferenceOptions", "resolve_device"]
 
 
 class Scorer:
-    """Model + device + precision. __call__(windows (B, T', F) raw log-mel) -> (B, L) float32 scores.
+    """Model + engine. __call__(windows (B, T', F) raw log-mel) -> (B, L) float32 scores.
+
+    `options` is an InferenceOptions (what --device/--backend/--precision/--threads ask for), or a bare
+    device, which means the model exactly as it is: torch in fp32 on that device. `live`: this scorer
+    serves a live tagger (core.backends' thread policy). `note` says, in one line, where the choice
+    differs from what was asked (a backend that is not installed, bf16 out of tolerance), else None.
 
     Windows shorter than the model's T frames are padded in the log-mel domain as the model was trained
     (FeatureConfig.padding: AST's zeros, or digital silence), then normalised with the model's statistics.
     """
 
-    def __init__(self, loaded: LoadedModel, device: str | torch.device = "auto"):
+    def __init__(self, loaded: LoadedModel, options: InferenceOptions | str | torch.device = "auto",
+                 live: bool = False):
+        if not isinstance(options, InferenceOptions):
+            options = InferenceOptions.exact(options)
         self.loaded = loaded
-        self.device = resolve_device(device) if isinstance(device, str) else device
-        self.model = loaded.model.to(self.device).eval()
         self.features = loaded.features
-        self.autocast = self.device.type == "cuda"
+        self.runner, self.note = build_runner(loaded, options, live)
+        self.device = self.runner.device
+        self.options = InferenceOptions(str(self.device), self.runner.backend, self.runner.precision,
+                                        options.threads)   # resolved: another Scorer of it skips the probe
 
     @property
     def num_frames(self) -> int:
         return self.features.num_frames
 
+    def describe(self) -> str:
+        """'openvino bf16, 1 thread', 'torch fp32, 2 threads', 'torch bf16, cuda:0'."""
+        return describe(self.runner)
+
     @torch.inference_mode()
     def __call__(self, windows: torch.Tensor) -> np.ndarray:
         x = normalize(pad_or_cut(windows.to(self.device), self.num_frames, self.features.pad_log_mel),
-                      self.features)  # (B, T, F)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model(x)
-        return torch.sigmoid(logits.float()).cpu().numpy()
+                      self.features)  # (B, T, F) float32
+        return torch.sigmoid(self.runner(x)).numpy()

@@ -47,6 +47,7 @@ if TYPE_CHECKING:   # torch stays unimported until a session starts (fast `--hel
     import torch
 
     from core.capture import InputDevice
+    from core.config import InferenceOptions
     from core.modelfile import LoadedModel
     from core.ringbuffer import RingBuffer
     from core.tagger import TagFrame, TaggerEnd, TaggerStats
@@ -296,15 +297,15 @@ class LiveSession:
     (fbank frames and the input level) on `results`.
     """
 
-    def __init__(self, loaded: LoadedModel, device: str | torch.device, source: AudioSource, hop_s: float = 1.0,
-                 event_config: EventConfig = EventConfig(), recorder: Recorder | None = None,
+    def __init__(self, loaded: LoadedModel, options: InferenceOptions | str | torch.device, source: AudioSource,
+                 hop_s: float = 1.0, event_config: EventConfig = EventConfig(), recorder: Recorder | None = None,
                  display: bool = False):
         from core.capture import CaptureReader
         from core.scorer import Scorer
         from core.tagger import StreamingTagger, TaggerConfig
         self.source, self.recorder = source, recorder
         self.results: queue.Queue = queue.Queue()
-        self.scorer = Scorer(loaded, device)
+        self.scorer = Scorer(loaded, options, live=True)   # options: core.scorer.Scorer's (a bare device: exact)
         self._level_db = -120.0
         self.tagger = StreamingTagger(self.scorer, CaptureReader(source.ring), TaggerConfig(hop_s=hop_s), self.results,
                                       on_audio=self._on_audio, on_frames=self._on_frames if display else None)
@@ -382,12 +383,13 @@ class LiveSession:
 
     def timeline(self, num_samples: int | None = None) -> Timeline:
         """The Timeline so far (num_samples: its length at 16 kHz; default: what the tagger has read), with
-        the provenance every export writes: device, capture rate, overflows, skipped and lost windows."""
+        the provenance every export writes: device, engine, capture rate, overflows, skipped and lost windows."""
         stats = self.stats()
         clock = getattr(self.source, "clock_start", None)
         return self.live.timeline(stats.num_samples if num_samples is None else num_samples,
                                   clock_start=clock() if clock else None,
-                                  extra={"input_device": self.source.device.name, "capture_rate_hz": self.source.rate_hz,
+                                  extra={"inference": self.scorer.describe(), "input_device": self.source.device.name,
+                                         "capture_rate_hz": self.source.rate_hz,
                                          "input_overflows": self.source.input_overflows,
                                          "windows_skipped": stats.windows_skipped, "windows_lost": stats.windows_lost})
 

@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from core.backends import live_tagging
 from core.capture import CaptureReader
 from core.errors import ConfigError
 from core.features import FbankStreamer
@@ -163,25 +164,26 @@ class StreamingTagger:
     def run(self) -> None:
         """Thread body (also callable directly): consume until the stream ends, then queue TaggerEnd."""
         self.state = TaggerState.WARMING_UP
-        try:
-            while not self._stop.is_set():
-                start, samples = self.reader.read(self.config.poll_s)
-                if len(samples) or start != self._position:
-                    self._consume(start, samples)
-                    self._score_newest()
-                if self.reader.finished:
-                    break
-            if not self._stop.is_set() and self.config.flush_tail:
-                self._flush()
-            self.state = TaggerState.FINISHED
-        except Exception as e:  # noqa: BLE001 - reported to the consumer, which shows it
-            log.exception("the tagger thread failed")
-            self.error = f"the live tagger stopped: {type(e).__name__}: {e}"
-            self.state = TaggerState.FAILED
-        finally:
-            rate = self.features.sample_rate_hz
-            self.results.put(TaggerEnd(self._position, self._position / rate,
-                                       self.error or self.reader.ring.error, self._stop.is_set()))
+        with live_tagging():   # batch scorers made meanwhile leave the cores to this one (core.backends)
+            try:
+                while not self._stop.is_set():
+                    start, samples = self.reader.read(self.config.poll_s)
+                    if len(samples) or start != self._position:
+                        self._consume(start, samples)
+                        self._score_newest()
+                    if self.reader.finished:
+                        break
+                if not self._stop.is_set() and self.config.flush_tail:
+                    self._flush()
+                self.state = TaggerState.FINISHED
+            except Exception as e:  # noqa: BLE001 - reported to the consumer, which shows it
+                log.exception("the tagger thread failed")
+                self.error = f"the live tagger stopped: {type(e).__name__}: {e}"
+                self.state = TaggerState.FAILED
+            finally:
+                rate = self.features.sample_rate_hz
+                self.results.put(TaggerEnd(self._position, self._position / rate,
+                                           self.error or self.reader.ring.error, self._stop.is_set()))
 
     def _restart_fbank(self, origin: int) -> None:
         """Start fbank frames at 16 kHz sample `origin` (a multiple of the hop in samples)."""

@@ -15,6 +15,14 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VMIC = Path(__file__).resolve().parents[2] / "shared" / "tools" / "virtual-mic.sh"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def backend_cache(tmp_path_factory) -> Path:
+    """Converted models and bf16 verdicts go to a folder of this test session, not the user's cache."""
+    path = tmp_path_factory.mktemp("backend-cache")
+    os.environ["AST_TAGGER_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def esc50_clip() -> Path:
     """A real 5 s ESC-50 clip (dog bark, CC0) committed under tests/data."""

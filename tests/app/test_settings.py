@@ -5,8 +5,9 @@ from app.settings import AppSettings, load_settings, save_settings
 
 
 def test_settings_round_trip(qsettings):
-    settings = AppSettings(model_spec="/models/ast", compute="cpu", hop_s=0.5, on_threshold=0.6,
-                           off_threshold=0.4, label_thresholds={"/m/0bt9lr": 0.7}, pinned=["/m/09x0r"],
+    settings = AppSettings(model_spec="/models/ast", compute="cpu", backend="openvino", precision="fp32", hop_s=0.5,
+                           on_threshold=0.6, off_threshold=0.4, label_thresholds={"/m/0bt9lr": 0.7},
+                           pinned=["/m/09x0r"],
                            input_device="USB mic", export_formats=["tags", "raven"], export_dir="/tmp/x",
                            recent_models=["/models/ast"], record=True, record_dir="/home/me/recordings")
     save_settings(qsettings, settings)
@@ -19,9 +20,12 @@ def test_bad_saved_values_fall_back_to_defaults(qsettings):
     qsettings.setValue("on_threshold", "0.2")
     qsettings.setValue("off_threshold", "0.9")              # off above on: the rule would be invalid
     qsettings.setValue("compute", '"cuda"')
+    qsettings.setValue("backend", '"tensorrt"')             # not an engine this version knows
+    qsettings.setValue("precision", '"bf16"')
     settings = load_settings(qsettings)
     defaults = AppSettings()
     assert settings.hop_s == defaults.hop_s and settings.pinned == []
     assert (settings.on_threshold, settings.off_threshold) == (defaults.on_threshold, defaults.off_threshold)
     assert settings.compute == "cuda"
+    assert (settings.backend, settings.precision) == ("auto", "bf16")
     settings.event_config()                                  # a usable rule

@@ -348,10 +348,10 @@ def test_after_a_lost_device_the_next_capture_looks_it_up_again_by_name(hanging_
 
 def test_a_live_session_closes_in_bounded_time_and_off_the_calling_thread(hanging_sd, tmp_path):
     from core.modelfile import load_model
-    from core.session import LiveSession, WavRecorder
+    from core.session import LiveSession, Recorder
     from tests.core.test_tagger import make_energy_model
     loaded = load_model(make_energy_model(tmp_path / "energy.safetensors"))
-    recorder = WavRecorder(tmp_path / "heard.wav")
+    recorder = Recorder(tmp_path / "heard.wav")
     session = LiveSession(loaded, "cpu", Capture(capture.find_input_device()), hop_s=0.25, recorder=recorder)
     session.start()
     assert session.source.ring.wait_for(3200, timeout_s=5)

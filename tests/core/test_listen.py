@@ -336,6 +336,7 @@ def test_a_live_session_drives_a_source_into_events_and_provenance(energy_model,
     assert timeline.duration_s == 8.0 and timeline.kind == "mic" and timeline.clock_start is not None
     assert {"input_device", "capture_rate_hz", "input_overflows", "windows_skipped", "windows_lost"} <= set(timeline.extra)
     assert timeline.extra["input_device"] == "playback of scene.wav"
+    assert timeline.extra["inference"] == "torch fp32, 1 thread"        # a bare device: the model exactly
     assert result.events == detect_events(timeline, EventConfig(merge_gap_s=0.3))
     assert set(closed) | set(result.unreported) == set(result.events) and len(closed) > 0
     assert "/t/sound" in opened

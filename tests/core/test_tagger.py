@@ -71,6 +71,9 @@ class FakeScorer:
         self.delay_s = delay_s
         self.calls = 0
 
+    def describe(self) -> str:
+        return "fake"
+
     def __call__(self, windows: torch.Tensor) -> np.ndarray:
         self.calls += 1
         time.sleep(self.delay_s)
