@@ -147,6 +147,17 @@ class MainWindow(QtWidgets.QMainWindow):
         models.addAction("Open model &file…", lambda: self._pick_model(OPEN_MODEL))
         models.addAction("Open Hugging Face &directory…", lambda: self._pick_model(OPEN_HF_DIR))
         models.addAction("Use the &default model", lambda: self.load_model(""))
+        models.addSeparator()
+        self.engine_actions = {}                     # ("backend" | "precision", value) -> checkable action
+        for kind, title, values in (("backend", "&Backend (CPU)", ENGINE_TITLES["backend"]),
+                                    ("precision", "&Precision (CPU)", ENGINE_TITLES["precision"])):
+            menu, group = models.addMenu(title), QtGui.QActionGroup(self)
+            for value, text in values.items():
+                action = menu.addAction(text, lambda kind=kind, value=value: self._engine_chosen(kind, value))
+                action.setCheckable(True)
+                action.setChecked(getattr(self.settings, kind) == value)
+                group.addAction(action)
+                self.engine_actions[kind, value] = action
         self.file_tools.add_menus(self.menuBar())
         dock_action = dock.toggleViewAction()
         dock_action.setText("&Labels panel")
@@ -274,7 +285,8 @@ class MainWindow(QtWidgets.QMainWindow):
         for old in self._loaders:                    # a newer pick replaces a download still running
             if isinstance(old, HubDownloader):
                 old.cancel()
-        loader = model_loader(spec, self.compute_box.currentData() or "auto", self._model_results)
+        loader = model_loader(spec, self.compute_box.currentData() or "auto", self._model_results,
+                              self.settings.backend, self.settings.precision)
         self._loaders.append(loader)
         self._wanted_model = loader.request          # a slower, older request must not win
         if self.model is None:
@@ -321,6 +333,12 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self._fill_models()
 
+    def _engine_chosen(self, kind: str, value: str) -> None:
+        """Model ▸ Backend/Precision: remembered, and the model is prepared again for it (docs/speed.md)."""
+        if getattr(self.settings, kind) != value:
+            setattr(self.settings, kind, value)
+            self.load_model(self.model.spec if self.model else self.settings.model_spec)
+
     def _compute_chosen(self) -> None:
         self.settings.compute = self.compute_box.currentData()
         self.load_model(self.model.spec if self.model else self.settings.model_spec)
@@ -339,7 +357,9 @@ class MainWindow(QtWidgets.QMainWindow):
                               f"{len(loaded.labels)} labels, window "
                               f"{loaded.features.window_s:.2f} s, loaded in {ready.load_s:.1f} s")
         self.status_model.setText(self._model_status)
-        self.analysis.set_model(loaded, ready.device, self.hop.value())
+        if ready.note:                            # e.g. OpenVINO is not installed: torch runs it
+            self.statusBar().showMessage(ready.note, 15000)
+        self.analysis.set_model(loaded, ready.options, self.hop.value())
         self._restart_after_stop()
 
     def _hop_changed(self) -> None:
@@ -348,7 +368,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.hop.setValue(round(self.hop.value() * 100) / 100)       # a whole number of 10 ms frames
         self.settings.hop_s = self.hop.value()
         if self.model is not None:
-            self.analysis.set_model(self.model.loaded, self.model.device, self.settings.hop_s)
+            self.analysis.set_model(self.model.loaded, self.model.options, self.settings.hop_s)
         self._restart_after_stop()
 
     # ========================================================================================= live
@@ -397,7 +417,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Open the newest input on LiveControl's thread with the current model, hop and rule."""
         loaded = self.model.loaded
         record_dir = Path(self._record_dir()) if self.settings.record else None
-        self.live_control.start(LiveRequest(self._live_source, loaded, self.model.device, self.hop.value(),
+        self.live_control.start(LiveRequest(self._live_source, loaded, self.model.options, self.hop.value(),
                                             self.document.rule_for(loaded.labels), record_dir))
         self.document.start_requested()
         self._wake()
@@ -704,6 +724,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.qsettings.setValue("geometry", self.saveGeometry())
         save_settings(self.qsettings, self.settings)
         super().closeEvent(event)
+
+
+ENGINE_TITLES = {
+    "backend": {"auto": "Auto (OpenVINO where installed)", "torch": "PyTorch", "openvino": "OpenVINO"},
+    "precision": {"auto": "Auto (bf16 where the CPU has it and the scores stay within 0.02)",
+                  "fp32": "fp32 (exact)", "bf16": "bf16 (fast on AVX512-BF16/AMX CPUs)"},
+}
 
 
 def _model_title(spec: str) -> str:

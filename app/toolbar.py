@@ -66,7 +66,7 @@ class RunBar(QtWidgets.QToolBar):
         for box in (self.on, self.off):
             box.valueChanged.connect(lambda _: document.set_thresholds(self.on.value(), self.off.value()))
         document.ruleChanged.connect(self._rule_changed)
-        document.modelChanged.connect(lambda: self.set_badge(document.model.device))
+        document.modelChanged.connect(lambda: self.set_badge(document.model.device, document.model.inference))
 
     def _rule_changed(self) -> None:
         self.on.setValue(self.document.on_threshold)

@@ -134,8 +134,8 @@ class HubDownloader(ModelLoader):
 
     PROGRESS_EVERY_S = 0.1
 
-    def __init__(self, spec: str, device: str, results: queue.Queue):
-        super().__init__(spec, device, results)
+    def __init__(self, spec: str, device: str, results: queue.Queue, backend: str = "auto", precision: str = "auto"):
+        super().__init__(spec, device, results, backend, precision)
         self._cancel = threading.Event()
         self._last_progress = 0.0
 
@@ -162,10 +162,11 @@ class HubDownloader(ModelLoader):
         super().run()             # load_model(spec) finds every file in the cache now
 
 
-def model_loader(spec: str, device: str, results: queue.Queue) -> ModelLoader:
+def model_loader(spec: str, device: str, results: queue.Queue, backend: str = "auto",
+                 precision: str = "auto") -> ModelLoader:
     """The loader for what the user picked: a HubDownloader for a Hub id that is not a local path (checked
     on the worker), else a ModelLoader. Not started."""
-    return (HubDownloader if is_hub_id(spec) else ModelLoader)(spec, device, results)
+    return (HubDownloader if is_hub_id(spec) else ModelLoader)(spec, device, results, backend, precision)
 
 
 # ------------------------------------------------------------------------------------------------ live
@@ -207,7 +208,7 @@ class LiveRequest:
 
     open_source: Callable[[], AudioSource]
     loaded: LoadedModel
-    device: torch.device
+    options: InferenceOptions          # the engine the model was loaded for (ModelReady.options)
     hop_s: float
     event_config: EventConfig          # the session's rule, already narrowed to this model's labels
     record_dir: Path | None = None     # also record what the model hears, as a FLAC in this folder
@@ -308,7 +309,7 @@ class LiveControl:
             source = request.open_source()
             if request.record_dir is not None:
                 recorder = new_recording(request.record_dir, datetime.now())
-            session = LiveSession(request.loaded, request.device, source, request.hop_s, request.event_config,
+            session = LiveSession(request.loaded, request.options, source, request.hop_s, request.event_config,
                                   recorder, display=True)
             session.start()
         except Exception as e:  # noqa: BLE001 - CaptureError, AudioError, OSError: said in the window

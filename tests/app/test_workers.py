@@ -48,3 +48,28 @@ def test_a_precision_the_cpu_cannot_run_is_a_failed_load_with_the_reason(monkeyp
     monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx2"}))
     failed = load("torch", "bf16")
     assert isinstance(failed, ModelFailed) and "no native bf16" in failed.message
+
+
+@needs_openvino
+def test_the_window_says_which_engine_runs_and_the_model_menu_changes_it(qtbot, qsettings, scene):
+    """The badge names backend, precision and threads; Model ▸ Backend reloads the model for the choice, which
+    is remembered, and a file analysed then is tagged by that engine with the same events as with torch."""
+    from tests.app.conftest import NoAudio
+    from tests.app.test_window import analysed, close, open_window
+    qsettings.setValue("backend", '"torch"')
+    qsettings.setValue("precision", '"fp32"')
+    window = open_window(qtbot, qsettings, NoAudio())
+    assert window.badge.text() == "CPU · torch fp32, 1 thread"
+    window.open_paths([str(scene)])
+    torch_result = list(analysed(qtbot, window).values())[0]
+    window.engine_actions["backend", "openvino"].trigger()
+    qtbot.waitUntil(lambda: window.model.inference.startswith("openvino"), timeout=120_000)
+    assert window.badge.text() == "CPU · openvino fp32, 1 thread"
+    assert window.engine_actions["backend", "openvino"].isChecked()
+    window.open_paths([str(scene)])
+    ov_result = list(analysed(qtbot, window, count=2).values())[1]
+    assert ov_result.timeline.extra["inference"] == "openvino fp32, 1 thread"
+    assert [(e.label_index, e.start_s, e.end_s) for e in ov_result.events] == \
+        [(e.label_index, e.start_s, e.end_s) for e in torch_result.events]
+    close(window)
+    assert window.settings.backend == "openvino"
