@@ -18,7 +18,7 @@ from app.settings import AppSettings
 from app.toolbar import RunBar
 from app.workers import ModelReady
 from core.capture import FilePlayback
-from core.config import EventConfig
+from core.config import EventConfig, InferenceOptions
 from core.events import detect_events
 from core.modelfile import load_model
 from core.session import LiveSession, LiveTimeline
@@ -28,7 +28,8 @@ from core.timeline import Timeline
 
 @pytest.fixture(scope="module")
 def ready() -> ModelReady:
-    return ModelReady(1, "", load_model(None), torch.device("cpu"), 0.0)
+    return ModelReady(1, "", load_model(None), torch.device("cpu"), 0.0, InferenceOptions("cpu", "torch", "fp32"),
+                      "torch fp32, 1 thread")
 
 
 def file_timeline(labels, path: str = "/sounds/a.wav") -> Timeline:
@@ -57,7 +58,7 @@ def test_the_documents_signals_drive_the_files_list_the_label_panel_and_the_run_
         qtbot.addWidget(widget)
     labels = ready.loaded.labels
     doc.set_model(ready)
-    assert panel.table.rowCount() == len(labels) and bar.badge.text() == "CPU"
+    assert panel.table.rowCount() == len(labels) and bar.badge.text() == "CPU · torch fp32, 1 thread"
 
     doc.add_job(7, "/sounds/a.wav")
     assert texts(files.queue, 0) == ["a.wav"] and files.queue.cellWidget(0, 2).text() == "queued"

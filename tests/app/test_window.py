@@ -106,7 +106,8 @@ def test_starts_and_closes_cleanly_without_an_input_device(qtbot, qsettings, rec
     assert window.live_view.device() is None
     assert not window.live_view.start.isEnabled()
     assert "No audio input found" in window.live_view.state.text()
-    assert window.badge.text() == "CPU" or window.badge.text().startswith("GPU")
+    assert window.badge.text() == f"CPU · {window.model.inference}" or window.badge.text().startswith("GPU")
+    assert window.model.inference.split()[0] in ("torch", "openvino")     # the engine is named (issue 11)
     window.start_live()                                 # e.g. a shortcut: says why, does not crash
     assert "no audio input device" in window.errors[-1]
     qtbot.waitUntil(lambda: not window.timer.isActive(), timeout=5000)   # idle: the redraw timer stops
