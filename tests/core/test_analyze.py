@@ -100,6 +100,7 @@ def test_nan_and_inf_samples_give_finite_scores(analyzer, tmp_path):
 
 
 def test_progress_and_cancel(analyzer, esc50_clip):
+    before = set(threading.enumerate())
     seen = []
     analyzer.analyze(str(esc50_clip), progress=lambda done, total: seen.append((done, total)))
     assert seen and seen[-1] == (5.0, 5.0)
@@ -108,7 +109,9 @@ def test_progress_and_cancel(analyzer, esc50_clip):
     cancel.set()
     with pytest.raises(AnalysisCancelled):
         analyzer.analyze(str(esc50_clip), cancel=cancel)
-    assert threading.active_count() < 10  # the decode thread does not linger
+    for thread in set(threading.enumerate()) - before:     # the decode thread does not linger
+        thread.join(timeout=5)
+        assert not thread.is_alive(), thread
 
 
 ONE_HOUR = textwrap.dedent("""

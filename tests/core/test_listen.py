@@ -132,10 +132,20 @@ def test_listen_checks_its_arguments_before_listening(monkeypatch, tmp_path, cap
 
 # ---- real capture through the virtual microphone -------------------------------------------------------
 
+def play_once_recording(wav: Path, scene: Path, after_s: float = 1.12, timeout_s: float = 60.0) -> None:
+    """Play `scene` into the virtual microphone `after_s` (about half a hop off the grid) after `listen` has
+    started recording to `wav` (its first 0.1 s of float32 audio is on disk), whatever its start-up took."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not (wav.exists() and wav.stat().st_size > 44 + 4 * 1600):
+        time.sleep(0.01)
+    time.sleep(after_s - 0.1)
+    vmic("play", str(scene))
+
+
 @pytest.mark.parametrize("rate", [None, 48000], ids=["16k", "48k-resampled"])
 def test_live_equals_file_through_the_virtual_microphone(virtual_mic, energy_model, scene, tmp_path, rate, capsys):
     out = tmp_path / "out"
-    player = threading.Timer(1.12, vmic, args=("play", str(scene)))   # about half a hop off the grid
+    player = threading.Thread(target=play_once_recording, args=(out / "live.wav", scene), daemon=True)
     player.start()
     # a merge gap far from the event gaps of the scene: hop-sized shifts cannot flip a merge decision; and
     # the median the scene was designed with (3 windows at this hop; the 3 s default spans 13 windows, which
