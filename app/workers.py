@@ -33,6 +33,7 @@ from core.config import EventConfig, InferenceOptions
 from core.errors import TaggerError
 from core.hub import DownloadCancelled, download, is_hub_id
 from core.modelfile import LoadedModel, load_model
+from core.backends import auto_threads
 from core.scorer import Scorer
 from core.session import AudioSource, LiveResult, LiveSession, new_recording
 from core.tagger import TaggerEnd
@@ -380,6 +381,7 @@ class AnalysisWorker(QThread):
         self._pending: dict[int, _Job] = {}
         self._lock = threading.Lock()
         self._model: tuple[LoadedModel, InferenceOptions | torch.device, float] | None = None
+        self._scorer: tuple[tuple, Scorer] | None = None     # worker thread: kept across jobs (_scorer_for)
         self._no_model: str | None = None       # why no model will come (its load failed); None: wait
         self._changed = threading.Condition(self._lock)   # a model, a model failure, a cancel or shutdown
 
@@ -464,7 +466,7 @@ class AnalysisWorker(QThread):
                     last[0] = now
                     self.results.put(JobProgress(job.job, done_s, total_s))
 
-            timeline = Analyzer(Scorer(loaded, options), hop_s=hop_s).analyze(
+            timeline = Analyzer(self._scorer_for(loaded, options), hop_s=hop_s).analyze(
                 job.path, progress, job.cancel, on_frames=display.push)
             image = quantize(display.result(loaded.features.num_mel_bins), spectrogram_levels(loaded.features))
             self.results.put(JobDone(job.job, job.path, timeline, image, pool, time.perf_counter() - t0))
@@ -473,6 +475,17 @@ class AnalysisWorker(QThread):
         except Exception as e:  # noqa: BLE001 - shown next to the file; the queue goes on
             log.warning("analysis of %s failed: %s", job.path, e)
             self.results.put(JobFailed(job.job, job.path, _message(e)))
+
+
+    def _scorer_for(self, loaded: LoadedModel, options: InferenceOptions | torch.device) -> Scorer:
+        """The Scorer of the previous job when the model, the engine and the thread count it would get now are
+        the same (an OpenVINO model is compiled once, not per file); the thread count follows the thread policy,
+        which gives file analysis one thread while a live tagger runs (core.backends.auto_threads)."""
+        key = (loaded.model, options, auto_threads(loaded.model.config))
+        if self._scorer is None or self._scorer[0] != key:
+            self._scorer = None                     # the old one's memory goes before the new one is built
+            self._scorer = (key, Scorer(loaded, options))
+        return self._scorer[1]
 
 
 class _Pooler:
