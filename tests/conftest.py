@@ -1,6 +1,7 @@
 """Shared fixtures: real clips, tiny models in every format users bring."""
 from __future__ import annotations
 
+import builtins
 import os
 import subprocess
 from pathlib import Path
@@ -21,6 +22,19 @@ def backend_cache(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("backend-cache")
     os.environ["AST_TAGGER_CACHE"] = str(path)
     return path
+
+
+@pytest.fixture
+def no_portaudio(monkeypatch):
+    """A machine without the PortAudio library: importing sounddevice raises its OSError."""
+    real_import = builtins.__import__
+
+    def refuse(name, *args, **kw):
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", refuse)
 
 
 @pytest.fixture(scope="session")

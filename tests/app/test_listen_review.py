@@ -13,7 +13,6 @@ import pytest
 import soundfile as sf
 from PySide6 import QtCore, QtWidgets
 
-import core.capture as capture
 from core.clips import clip_names
 from app.clipping import ACCEPTED, ALL, MIN_PEAK, ClipsRequest
 from app.controls import ExportRequest, RelabelDialog
@@ -23,19 +22,10 @@ from core.playback import Player
 from core.review import ReviewStore
 from tests.app.conftest import NoAudio
 from tests.app.test_window import analysed, answering, close, no_leaked_threads  # noqa: F401 - autouse fixture
-from tests.core.test_playback import FakeSD
+from tests.core.test_playback import fake_sd  # noqa: F401 - a sound card that plays at twice real time
 
 Key = QtCore.Qt.Key
 Button = QtWidgets.QMessageBox.StandardButton
-
-
-@pytest.fixture
-def fake_sd(monkeypatch):
-    """A sound card that plays at twice real time and keeps what it was given (tests/core/test_playback.py)."""
-    sd = FakeSD()
-    monkeypatch.setattr(capture, "sounddevice", lambda *args: sd)
-    yield sd
-    sd.release_close.set()
 
 
 def open_files(qtbot, qsettings, store: Path, paths: list[Path], player: Player | None = None) -> MainWindow:

@@ -3,7 +3,6 @@
 A fake sounddevice module stands in for PortAudio where a test needs a device that misbehaves on purpose;
 real PortAudio capture through the virtual microphone is tested in test_listen.py.
 """
-import builtins
 import random
 import threading
 import time
@@ -202,15 +201,7 @@ def test_no_input_device_at_all_is_a_clear_error_and_exit_code_2(monkeypatch, ca
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_portaudio_is_a_clear_error(monkeypatch, capsys):
-    real_import = builtins.__import__
-
-    def no_portaudio(name, *args, **kw):
-        if name == "sounddevice":
-            raise OSError("PortAudio library not found")
-        return real_import(name, *args, **kw)
-
-    monkeypatch.setattr(builtins, "__import__", no_portaudio)
+def test_missing_portaudio_is_a_clear_error(no_portaudio, capsys):
     with pytest.raises(CaptureError, match=r"PortAudio library could not be loaded.*libportaudio2.*analysing files"):
         capture.sounddevice()
     assert main(["listen", "--model", "unused"]) == 2

@@ -1,7 +1,6 @@
 """Playing regions of files: real PortAudio output through the virtual microphone (what is heard is the clip,
 the playhead follows it), and a fake sounddevice for exact samples, rates and the failures a sound card has
 (no device, no PortAudio, a close that hangs, a stream that dies)."""
-import builtins
 import logging
 import os
 import threading
@@ -209,15 +208,7 @@ def test_no_output_device_is_a_clear_failure_not_a_crash(fake_sd, esc50_clip):
     assert "\n" not in status.error and fake_sd.streams == []
 
 
-def test_missing_portaudio_is_a_clear_failure(monkeypatch, esc50_clip):
-    real_import = builtins.__import__
-
-    def no_portaudio(name, *args, **kw):
-        if name == "sounddevice":
-            raise OSError("PortAudio library not found")
-        return real_import(name, *args, **kw)
-
-    monkeypatch.setattr(builtins, "__import__", no_portaudio)
+def test_missing_portaudio_is_a_clear_failure(no_portaudio, esc50_clip):
     player = Player()
     player.play(esc50_clip)
     assert player.wait(5) and player.state is PlayState.FAILED
