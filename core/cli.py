@@ -24,7 +24,8 @@ from core.clips import build_parser as build_clips_parser
 from core.listen import build_parsers as build_listen_parsers
 from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, UsageError, add_event_arguments,
                           add_inference_arguments, count_above_zero, event_config_from, folder_name,
-                          inference_options_from, parse_formats, seconds_above_zero)
+                          inference_options_from, load_model_showing_download, parse_formats,
+                          seconds_above_zero)
 from core.runtime import limit_heap_fragmentation
 from core.tables import DATASET_FORMATS, export_file, export_targets, model_tag, require_pyarrow
 
@@ -59,7 +60,6 @@ def _run_analyze(args: argparse.Namespace) -> int:
     from core.analyze import Analyzer
     from core.audio_io import probe_duration
     from core.manifest import model_hash
-    from core.modelfile import load_model
     from core.scorer import Scorer
 
     formats = parse_formats(args.formats, datasets=DATASET_FORMATS)
@@ -105,7 +105,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
                        f"file name instead: {', '.join(p.path.name + '.*' for p in group)}"), file=sys.stderr)
     if not plans:
         return EXIT_FAILED
-    loaded = load_model(args.model)
+    loaded = load_model_showing_download(args.model, args.quiet)
     thresholds_for(loaded.labels, event_config)  # unknown --label-threshold names fail before any work
     if args.cluster:
         from core.cluster import run_cluster

@@ -35,8 +35,8 @@ from core.events import detect_events, thresholds_for
 from core.export import write_export_set
 from core.inputs import NameClashError, one_line, plan_outputs, scan_audio
 from core.labels import LabelSet
-from core.options import (EXIT_FAILED, EXIT_OK, UsageError, event_config_from, folder_name, seconds_above_zero,
-                          seconds_from_zero)
+from core.options import (EXIT_FAILED, EXIT_OK, UsageError, event_config_from, folder_name,
+                          load_model_showing_download, seconds_above_zero, seconds_from_zero)
 from core.review import Mark, Verdict
 from core.timeline import Event
 
@@ -143,7 +143,6 @@ def _label_indices(labels: LabelSet, text: str | None) -> set[int] | None:
 def run_clips(args: argparse.Namespace) -> int:
     """The `clips` subcommand: analyse each file as `analyze` does, then write a clip of each event."""
     from core.analyze import Analyzer
-    from core.modelfile import load_model
     from core.scorer import Scorer
 
     event_config = event_config_from(args)
@@ -156,7 +155,7 @@ def run_clips(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     for message in unreadable:
         print(f"error: {one_line(message)}", file=sys.stderr)
-    loaded = load_model(args.model)
+    loaded = load_model_showing_download(args.model)
     thresholds_for(loaded.labels, event_config)
     wanted = _label_indices(loaded.labels, args.labels)
     analyzer = Analyzer(Scorer(loaded, args.device), hop_s=args.hop)

@@ -40,7 +40,7 @@ from core.review import Mark, Verdict
 from core.timeline import Event, Timeline
 
 __all__ = ["FORMATS", "DEFAULT_FORMATS", "PACKAGE_VERSION", "COMBINED_REFUSED", "code_revision", "code_version",
-           "export_timeline", "export_combined", "target_paths", "write_export_set"]
+           "export_timeline", "export_combined", "reviewed_events", "target_paths", "write_export_set"]
 
 PACKAGE_VERSION = "0.1.0"
 
@@ -426,6 +426,16 @@ def export_timeline(timeline: Timeline, events: list[Event], event_config: Event
     """
     parts = _parts([(timeline, events)], event_config, None if reviews is None else [reviews])
     return _export(parts, event_config, out_dir, formats, stem or _default_stem(timeline), overwrite, False)
+
+
+def reviewed_events(timeline: Timeline, events: list[Event], event_config: EventConfig,
+                    reviews: Mapping[Event, Mark] | None = None) -> tuple[list[tuple[Event, Label, Mark | None]], bool]:
+    """The events of one source as a table with review columns holds them, for writers outside this module
+    (core.tables' Parquet): each event in export order with the label it is exported under (a relabel's new
+    one) and its mark, events marked wrong kept, and whether the review columns are written at all (an exported
+    event has a mark). The same checks and rule as export_timeline's tags.csv, so both tables always agree."""
+    [part] = _parts([(timeline, events)], event_config, None if reviews is None else [reviews])
+    return list(_labelled(part, keep_wrong=True)), _reviewed([part])
 
 
 def export_combined(items: list[tuple[Timeline, list[Event]]], event_config: EventConfig, out_dir: Path,

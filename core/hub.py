@@ -91,9 +91,12 @@ def _byte_counter(on_bytes: Callable[[int], None]) -> type:
 
 
 def _sizes(hub, repo_id: str) -> dict[str, int]:
-    """{file: bytes} of the model files the repository has (one HEAD request each)."""
+    """{file: bytes} of the model files the repository has and the cache lacks (one HEAD request each): what
+    the download fetches, so that its progress ends at its total also when an interrupted one left some."""
     sizes = {}
     for name in MODEL_FILES:
+        if isinstance(hub.try_to_load_from_cache(repo_id, name), str):
+            continue                      # hf_hub_download finds it and fetches nothing
         try:
             sizes[name] = hub.get_hf_file_metadata(hub.hf_hub_url(repo_id, name)).size or 0
         except hub.errors.EntryNotFoundError:
@@ -105,8 +108,9 @@ def _sizes(hub, repo_id: str) -> dict[str, int]:
 def download(repo_id: str, progress: Progress | None = None, cancel: threading.Event | None = None) -> Path:
     """The cache folder of `repo_id`'s AST model, downloaded first if it is not cached (then no request at all).
 
-    progress(done, total) gets the bytes of all files together; setting `cancel` stops the download within
-    one chunk with DownloadCancelled. Any other failure is a ModelFileError that says what to do.
+    progress(done, total) gets the bytes of the files to fetch together (those not in the cache yet); setting
+    `cancel` stops the download within one chunk with DownloadCancelled. Any other failure is a ModelFileError
+    that says what to do.
     """
     folder = cached(repo_id)
     if folder is not None:

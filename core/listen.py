@@ -18,7 +18,8 @@ from typing import Callable
 from core.events import thresholds_for
 from core.labels import LabelSet
 from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_inference_arguments, count_above_zero,
-                          event_config_from, inference_options_from, parse_formats, seconds_above_zero)
+                          event_config_from, inference_options_from, load_model_showing_download, parse_formats,
+                          seconds_above_zero)
 from core.session import LiveTimeline  # noqa: F401 - its former home
 from core.session import LiveSession, Recorder, RecordingStopped
 from core.timeline import Event
@@ -62,7 +63,6 @@ def run_listen(args: argparse.Namespace) -> int:
     """The `listen` subcommand (see build_parsers)."""
     from core.capture import Capture, CaptureError, find_input_device
     from core.export import export_timeline, target_paths
-    from core.modelfile import load_model
     from core.backends import resolve_device
 
     formats = parse_formats(args.formats)
@@ -73,7 +73,7 @@ def run_listen(args: argparse.Namespace) -> int:
     except CaptureError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    loaded = load_model(args.model)
+    loaded = load_model_showing_download(args.model)
     thresholds_for(loaded.labels, event_config)                # unknown --label-threshold fails early
     resolve_device(args.device)                                # ConfigError for --device cuda without a GPU
     out_dir = Path(args.out).expanduser() if args.out else Path.cwd()

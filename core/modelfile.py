@@ -450,12 +450,15 @@ def shipped_models() -> dict[str, Path]:
     return {p.stem: p for p in sorted(MODELS_DIR.glob("*.safetensors"))}
 
 
-def load_model(spec: str | Path | None = None, num_frames: int | None = None) -> LoadedModel:
+def load_model(spec: str | Path | None = None, num_frames: int | None = None,
+               progress: hub.Progress | None = None) -> LoadedModel:
     """Load a model from any spec the user may give.
 
     spec: our `.safetensors` file, a Hugging Face AST directory, an original AST `.pth`, the name of a
     shipped model (None = the shipped default), or a Hub id such as `MIT/ast-finetuned-audioset-10-10-0.4593`.
     num_frames: window length to run at; the position table is cut or interpolated once here.
+    progress: gets (bytes done, bytes in all) while a Hub id downloads (core.hub.download); never called for
+    a model on disk or already in the cache.
     """
     if spec is None or str(spec) in shipped_models() or str(spec) == DEFAULT_MODEL_NAME:
         name = DEFAULT_MODEL_NAME if spec is None else str(spec)
@@ -481,7 +484,7 @@ def load_model(spec: str | Path | None = None, num_frames: int | None = None) ->
             else:
                 loaded = _load_ours(path)
         elif hub.is_hub_id(str(spec)):
-            loaded = _load_hf_dir(hub.download(str(spec)), name=str(spec))   # from the cache, or the Hub once
+            loaded = _load_hf_dir(hub.download(str(spec), progress), name=str(spec))   # the cache, or the Hub once
         else:
             raise ModelFileError(f"model '{spec}' not found: not a file, a directory, a shipped model "
                                  f"({', '.join(shipped_models()) or 'none shipped'}) or a Hub id (owner/name)")

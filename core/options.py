@@ -1,21 +1,28 @@
-"""What the command-line subcommands share: exit codes, UsageError, the event-rule and format arguments.
+"""What the command-line subcommands share: exit codes, UsageError, the event-rule and format arguments, and
+loading the model with a download bar.
 
-Imported by core.cli (`analyze`, the entry point) and core.listen (`listen`, `devices`), which import each
-other no more. Main thread; nothing here prints.
+Imported by core.cli (`analyze`, the entry point), core.listen (`listen`, `devices`) and core.clips (`clips`),
+which import each other no more. Main thread; nothing here prints but that bar (stderr).
 Exit codes: 0 every file succeeded, 1 some failed (the others are still analysed and written), 2 usage.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import sys
+from typing import TYPE_CHECKING
 
 from core.config import BACKENDS, PRECISIONS, EventConfig, InferenceOptions
 from core.export import FORMATS
 from core.inputs import one_line
 
+if TYPE_CHECKING:
+    from core.modelfile import LoadedModel   # imports torch: only where a model is loaded
+
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "UsageError", "Parser", "add_event_arguments",
            "event_config_from", "parse_formats", "seconds_above_zero", "seconds_from_zero", "probability",
-           "count_above_zero", "folder_name", "add_inference_arguments", "inference_options_from"]
+           "count_above_zero", "folder_name", "add_inference_arguments", "inference_options_from",
+           "load_model_showing_download"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -137,3 +144,27 @@ def parse_formats(text: str, datasets: tuple[str, ...] = ()) -> list[str]:
     if unknown or not keys:
         raise UsageError(f"unknown format(s) {unknown or text!r}; choose from {','.join(valid)}")
     return keys
+
+
+def load_model_showing_download(spec: str | None, quiet: bool = False) -> LoadedModel:
+    """core.modelfile.load_model(spec), with a tqdm byte bar on stderr (the analysis bar's style) while a Hub id
+    downloads: none for other models or a cached one, which makes no request. Ctrl-C raises KeyboardInterrupt
+    out of the transfer and huggingface_hub deletes the file it was writing, so the cache keeps complete files
+    only. quiet: no bar."""
+    from tqdm import tqdm
+
+    from core.modelfile import load_model
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:          # the first call, (0, total), comes once the sizes are known
+            bar = tqdm(total=total, desc=spec, unit="B", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    try:
+        return load_model(spec, progress=None if quiet else progress)
+    finally:
+        if bar is not None:
+            bar.close()          # ends the bar's line, also before the one-line error or "interrupted"

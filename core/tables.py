@@ -13,6 +13,12 @@ driver); pyarrow is imported on the first call (`pip install '.[cluster]'`). Lay
 and never adds a second one. Every row also carries the audio file, the model and the parameters (hop, window,
 the event rule, the code version), so a table read alone says how it was made. Each part is written with
 core.atomic.atomic_write: complete or absent, never a silent overwrite.
+
+With review marks (`reviews=`, core.review.match_marks) the events table follows tags.csv: two more string
+columns, `review` (`correct`, `wrong`, `relabel:<label name>`) and `review_note`, null on events without a
+mark; relabelled events under their new label. As in tags.csv they are added only when an exported event has
+a mark, so a part without marks has the schema and rows of one written before reviews existed. Notes are
+stored as typed: CSV's formula guard is for spreadsheets, not for Parquet readers.
 """
 from __future__ import annotations
 
@@ -20,13 +26,15 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
 from core.atomic import atomic_write
 from core.config import EventConfig
 from core.errors import ExportError, ExportExistsError
-from core.export import code_revision
+from core.export import code_revision, reviewed_events
+from core.review import Mark
 from core.timeline import Event, Timeline
 
 __all__ = ["DATASET_FORMATS", "PARQUET_DIR", "require_pyarrow", "model_tag", "parquet_paths", "write_parquet"]
@@ -66,11 +74,19 @@ def _common(timeline: Timeline, config: EventConfig, n: int) -> dict:
             "merge_gap_s": np.full(n, config.merge_gap_s), "code_version": [code_revision()] * n}
 
 
-def _tables(timeline: Timeline, events: list[Event], config: EventConfig):
+def _review_columns(marks: list[Mark | None], timeline: Timeline) -> dict:
+    """tags.csv's review columns as Parquet strings, null where an event has no mark."""
+    import pyarrow as pa
+    return {"review": pa.array([None if m is None else m.text(timeline.labels) for m in marks], pa.string()),
+            "review_note": pa.array([None if m is None else m.note for m in marks], pa.string())}
+
+
+def _tables(timeline: Timeline, events: list[Event], config: EventConfig, reviews: Mapping[Event, Mark] | None):
     import pyarrow as pa
     labels = timeline.labels
-    events = sorted(events, key=lambda e: (e.start_s, e.label_index, e.end_s))
-    idx = np.array([e.label_index for e in events], dtype=np.int32)
+    rows, reviewed = reviewed_events(timeline, events, config, reviews)
+    events = [e for e, _, _ in rows]
+    idx = np.array([label.index for _, label, _ in rows], dtype=np.int32)     # a relabel's new label
     ev = pa.table({
         **_common(timeline, config, len(events)),
         "label_index": idx, "label_id": [labels[i].id for i in idx.tolist()],
@@ -79,7 +95,8 @@ def _tables(timeline: Timeline, events: list[Event], config: EventConfig):
         "end_s": np.array([e.end_s for e in events], dtype=np.float64),
         "confidence": np.array([e.peak_score for e in events], dtype=np.float32),
         "mean_confidence": np.array([e.mean_score for e in events], dtype=np.float32),
-        "peak_time_s": np.array([e.peak_time_s for e in events], dtype=np.float64)})
+        "peak_time_s": np.array([e.peak_time_s for e in events], dtype=np.float64),
+        **(_review_columns([mark for _, _, mark in rows], timeline) if reviewed else {})})
     W, L = timeline.scores.shape
     names = pa.array(list(labels.names)).dictionary_encode()
     ids = pa.array(list(labels.ids)).dictionary_encode()
@@ -96,15 +113,17 @@ def _tables(timeline: Timeline, events: list[Event], config: EventConfig):
 
 
 def write_parquet(timeline: Timeline, events: list[Event], config: EventConfig, out_root: Path, out_dir: Path,
-                  stem: str, tag: str, overwrite: bool = False) -> list[Path]:
+                  stem: str, tag: str, overwrite: bool = False, reviews: Mapping[Event, Mark] | None = None
+                  ) -> list[Path]:
     """Write the file's part of both datasets; ExportExistsError without overwrite when a part exists (nothing
-    written), ExportError on an OS error (the parts written before it stay, complete)."""
+    written), ExportError on an OS error (the parts written before it stay, complete). reviews: as
+    core.export.export_timeline's (ConfigError for a relabel the model lacks, before anything is written)."""
     pq = require_pyarrow()
     paths = parquet_paths(out_root, out_dir, stem, tag)
     if not overwrite and (existing := [p for p in paths if p.exists()]):
         raise ExportExistsError(f"{existing[0]} already exists; nothing was written. Pass --force to replace it.",
                                 existing)
-    for path, table in zip(paths, _tables(timeline, events, config)):
+    for path, table in zip(paths, _tables(timeline, events, config, reviews)):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(path, "wb", overwrite=overwrite) as f:
@@ -128,14 +147,15 @@ def export_targets(out_dir: Path, stem: str, formats: list[str], out_root: Path 
 
 
 def export_file(timeline: Timeline, events: list[Event], config: EventConfig, out_dir: Path, stem: str,
-                formats: list[str], overwrite: bool, out_root: Path | None = None, tag: str | None = None
-                ) -> list[Path]:
+                formats: list[str], overwrite: bool, out_root: Path | None = None, tag: str | None = None,
+                reviews: Mapping[Event, Mark] | None = None) -> list[Path]:
     """One analysed file's exports as `analyze` writes them, with or without --cluster: the set of table files
-    (core.export, all or nothing), then its parts of the Parquet datasets when `parquet` is in formats."""
+    (core.export, all or nothing), then its parts of the Parquet datasets when `parquet` is in formats; review
+    marks, when given, reach both alike."""
     from core.export import export_timeline
     csv_keys = [k for k in formats if k not in DATASET_FORMATS]
-    written = export_timeline(timeline, events, config, out_dir, csv_keys, stem=stem, overwrite=overwrite) \
-        if csv_keys else []
+    written = export_timeline(timeline, events, config, out_dir, csv_keys, stem=stem, overwrite=overwrite,
+                              reviews=reviews) if csv_keys else []
     if "parquet" in formats:
-        written += write_parquet(timeline, events, config, out_root, out_dir, stem, tag, overwrite)
+        written += write_parquet(timeline, events, config, out_root, out_dir, stem, tag, overwrite, reviews)
     return written

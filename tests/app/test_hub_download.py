@@ -5,7 +5,6 @@ from __future__ import annotations
 import queue
 import time
 
-import pytest
 from PySide6 import QtCore, QtWidgets
 
 from app.controls import offer_audioset
@@ -14,19 +13,7 @@ from app.settings import AppSettings
 from app.toolbar import HUB_MODELS, RunBar
 from app.workers import DownloadProgress, HubDownloader, ModelFailed, ModelLoader, ModelReady, model_loader
 from core.hub import AUDIOSET_REPO
-from tests.core.test_hub import hub, hub_folder  # noqa: F401 - the local Hub's fixtures
-
-
-@pytest.fixture
-def local_hub(hub, tmp_path, monkeypatch):  # noqa: F811
-    """huggingface_hub pointed at the local Hub with an empty cache: what HF_ENDPOINT and HF_HOME set when
-    the process starts (this process imported huggingface_hub long before)."""
-    from huggingface_hub import constants
-    url = f"http://127.0.0.1:{hub.server_address[1]}"
-    monkeypatch.setattr(constants, "ENDPOINT", url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-    return hub
+from tests.core.test_hub import hub, hub_folder, local_hub  # noqa: F401 - the local Hub's fixtures
 
 
 def messages(results: queue.Queue, loader: HubDownloader, qtbot) -> list:

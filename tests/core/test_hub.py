@@ -87,6 +87,18 @@ def hub(hub_folder):
     server.server_close()
 
 
+@pytest.fixture
+def local_hub(hub, tmp_path, monkeypatch):
+    """huggingface_hub in this process pointed at the local Hub with an empty cache (tmp_path / "hub-cache"):
+    what HF_ENDPOINT and HF_HUB_CACHE set when a process starts (this one imported huggingface_hub long before)."""
+    from huggingface_hub import constants
+    url = endpoint(hub)
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    return hub
+
+
 CHILD = """
 import json, sys, threading
 from core.hub import download_audioset, DownloadCancelled
