@@ -76,8 +76,9 @@ class FileTools(QtCore.QObject):
                                               "Play the chosen event with a second before and after it",
                                               where=(self.files.events_table.view, self.files.timeline))
         self.auto_play_action = QtGui.QAction("Auto-play", self.window, checkable=True,
-                                              checked=True)
+                                              checked=self.window.settings.auto_play)
         self.auto_play_action.setToolTip("Play each event when J / K or the arrow keys step to it")
+        self.auto_play_action.toggled.connect(self._auto_play_toggled)
         self.next_action = self._action("Next event", [Key.Key_J], lambda: self.step(1),
                                         "Step to the next event in the table")
         self.previous_action = self._action("Previous event", [Key.Key_K], lambda: self.step(-1),
@@ -101,6 +102,10 @@ class FileTools(QtCore.QObject):
             shortcut = QtGui.QShortcut(QtGui.QKeySequence(key), self.files.timeline)
             shortcut.setContext(QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut)
             shortcut.activated.connect(lambda delta=delta: self.step(delta))
+
+    def _auto_play_toggled(self, checked: bool) -> None:
+        """Remembered between runs like the window's other choices (the window saves its settings at quit)."""
+        self.window.settings.auto_play = checked
 
     def add_menus(self, menu_bar: QtWidgets.QMenuBar) -> None:
         play = menu_bar.addMenu("&Play")
