@@ -127,19 +127,21 @@ def test_space_goes_to_a_focused_widget_that_uses_it_and_plays_everywhere_else_i
     combo.setFocus()
     qtbot.keyClick(combo, Key.Key_Space)
     assert combo.view().isVisible() and tools.playing is None     # the drop-down opens; nothing plays
-    combo.hidePopup()
+    QtWidgets.QApplication.processEvents()                          # the popup's window events, while it is up
+    qtbot.keyClick(combo.view(), Key.Key_Escape)                   # closed as a user does
+    assert not combo.view().isVisible() and window.isActiveWindow()
     box = files.events_table.min_peak
     box.setFocus()
     qtbot.keyClick(box.lineEdit(), Key.Key_Space)
     assert tools.playing is None
 
-    for widget in (files.timeline.graphics, files.events_table.view):
+    for plays, widget in enumerate((files.timeline.graphics, files.events_table.view), 1):
         widget.setFocus()
         qtbot.keyClick(widget, Key.Key_Space)
         assert tools.playing == result.job, widget                 # Space plays ...
+        qtbot.waitUntil(lambda: len(fake_sd.streams) == plays, timeout=5000)
         qtbot.keyClick(widget, Key.Key_Space)
         assert tools.playing is None                               # ... and stops
-    assert len(fake_sd.streams) == 2
 
     (clear,) = [b for b in files.findChildren(QtWidgets.QPushButton) if b.text() == "Clear finished"]
     clear.setFocus()
