@@ -313,11 +313,12 @@ class RelabelDialog(QtWidgets.QDialog):
 
 
 def ask_unsaved(parent: QtWidgets.QWidget, what: list[str], action: str) -> QtWidgets.QMessageBox.StandardButton:
-    """Ask before live results that were never exported (nor recorded) are lost: Save (shown as
-    "Export…"), Discard or Cancel. what: the sessions, in words; action: what would lose them."""
+    """Ask before live results that no export or recording holds are lost: Save (shown as "Export…"),
+    Discard or Cancel. what: the sessions and what of each would be lost (app.document: what they found,
+    their review marks), in words; action: what would lose them."""
     box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Question, "Unsaved live results",
-                                f"{action.capitalize()} loses what these sessions found, which was neither exported "
-                                f"nor recorded:\n\n" + "\n".join(f"• {w}" for w in what),
+                                f"{action.capitalize()} loses these live results, which no export or recording "
+                                f"holds:\n\n" + "\n".join(f"• {w}" for w in what),
                                 QtWidgets.QMessageBox.StandardButton.Save
                                 | QtWidgets.QMessageBox.StandardButton.Discard
                                 | QtWidgets.QMessageBox.StandardButton.Cancel, parent)

@@ -57,6 +57,7 @@ class FileResult:
     exported_windows: int = 0                 # a session's windows that an export has written
     recorded: bool = False                    # a session's audio is whole in its recording (timeline.source)
     marks: tuple[Mark, ...] = ()              # review marks of this recording under its model (core.review)
+    exported_marks: frozenset[Mark] = frozenset()          # the marks the last export of it wrote
 
     @property
     def audio(self) -> str | None:
@@ -71,10 +72,21 @@ class FileResult:
         return match_marks(self.events, self.timeline.labels, self.marks)
 
     @property
-    def unsaved(self) -> bool:
-        """A live session whose results would be lost: neither exported nor recorded."""
+    def unsaved_windows(self) -> bool:
+        """A live session with windows that no export has written and no recording holds."""
         return (self.kind == "live" and not self.recorded and self.timeline is not None
                 and self.timeline.num_windows > self.exported_windows)
+
+    @property
+    def unsaved_marks(self) -> bool:
+        """Review marks made or changed since the last export of a session that was not recorded: with no
+        recording to key them by in the review store, the document and its exports are their only copies."""
+        return self.audio is None and frozenset(self.marks) != self.exported_marks
+
+    @property
+    def unsaved(self) -> bool:
+        """A live session whose results (what it found, or its review marks) would be lost."""
+        return self.unsaved_windows or self.unsaved_marks
 
 
 @dataclass
@@ -119,7 +131,7 @@ class Document(QtCore.QObject):
     liveFrames = QtCore.Signal(object)        # LiveFrames
     liveScores = QtCore.Signal(object, object)     # TagFrame, (L,) bool labels with an event open now
     liveEvents = QtCore.Signal(object, object)     # list[Event] that closed, the session's clock_start
-    dirtyChanged = QtCore.Signal(bool)        # some live session has results that are neither exported nor recorded
+    dirtyChanged = QtCore.Signal(bool)        # some live session has results (or review marks) that would be lost
     errorRaised = QtCore.Signal(str, str)     # cause key ("live", "recording"), text
     errorCleared = QtCore.Signal(str)         # cause key
     reviewChanged = QtCore.Signal(int)        # a result's review marks changed
@@ -235,6 +247,7 @@ class Document(QtCore.QObject):
         if result is not None and tuple(marks) != result.marks:
             result.marks = tuple(marks)
             self.reviewChanged.emit(key)
+            self._update_dirty()
 
     def mark_event(self, key: int, index: int, verdict: Verdict | str, relabel_to: str = "") -> Mark:
         """Mark event `index` of result `key` (it replaces the event's mark); returns the mark, for the store.
@@ -360,16 +373,20 @@ class Document(QtCore.QObject):
     # ---- what is saved ------------------------------------------------------------------------------
 
     def mark_exported(self, key: int | None, timeline: Timeline) -> None:
-        """An export wrote `timeline`: of result `key`, or of the running session (None)."""
+        """An export wrote `timeline`: of result `key`, with the result's review marks as they are now (every
+        export reads them from the result, app.exporting), or of the running session (None)."""
         target = self.live if key is None else self.files.get(key)
         if target is not None:
             target.exported_windows = max(target.exported_windows, timeline.num_windows)
+            if key is not None:
+                target.exported_marks = frozenset(target.marks)
             self._update_dirty()
 
     def unsaved(self) -> list[tuple[int | None, str]]:
         """(key, description) of every live session whose results would be lost now: the running one
-        (key None) and finished ones, where an export has not written all of them and no recording holds them."""
-        found: list[tuple[int | None, str]] = [(r.job, r.title) for r in self.live_results() if r.unsaved]
+        (key None) and finished ones, where an export has not written all of them and no recording holds them,
+        or (not recorded) whose review marks changed since their last export."""
+        found: list[tuple[int | None, str]] = [(r.job, _unsaved_text(r)) for r in self.live_results() if r.unsaved]
         if self.live is not None and self.live.unsaved:
             session = self.live.session
             heard = _clock_text(session.stats().num_samples / session.live.sample_rate_hz)
@@ -388,6 +405,13 @@ def live_title(timeline: Timeline, device_name: str) -> str:
     start = timeline.clock_start or datetime.now().astimezone()
     end = start + timedelta(seconds=timeline.duration_s)
     return f"Live {start:%H:%M}–{end:%H:%M}, {device_name}"
+
+
+def _unsaved_text(result: FileResult) -> str:
+    """A finished session as the unsaved question names it, with what of it would be lost."""
+    if not result.unsaved_windows:
+        return f"{result.title}: the review marks made since its last export"
+    return f"{result.title}: what it found and its review marks" if result.unsaved_marks else result.title
 
 
 def _clock_text(seconds: float) -> str:

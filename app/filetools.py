@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 CLOSE_WAIT_S = 5.0           # quitting waits this long at most for marks being saved and clips being written
 Key = QtCore.Qt.Key
+# Widgets that use Space themselves (press, tick, open the drop-down, type a space): focused, they get it, not Play.
+SPACE_USERS = (QtWidgets.QAbstractButton, QtWidgets.QComboBox, QtWidgets.QAbstractSpinBox, QtWidgets.QLineEdit,
+               QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit)
 
 
 class FileTools(QtCore.QObject):
@@ -58,8 +61,8 @@ class FileTools(QtCore.QObject):
 
     def _action(self, text: str, keys: list, slot, tip: str, where: tuple = ()) -> QtGui.QAction:
         """An action whose keys work while the focus is in the Files tab (elsewhere Space presses a button
-        and Enter finishes a typed number), or only in the widgets `where`; also in the menus and the tab's
-        tool bar."""
+        and Enter finishes a typed number; in the tab too, see eventFilter), or only in the widgets `where`;
+        also in the menus and the tab's tool bar."""
         action = QtGui.QAction(text, self.window)
         action.setShortcuts([QtGui.QKeySequence(k) for k in keys])
         action.setShortcutContext(QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -72,12 +75,14 @@ class FileTools(QtCore.QObject):
     def _make_actions(self) -> None:
         self.play_action = self._action("▶ Play", [Key.Key_Space], self.toggle_play,
                                         "Play the file from the playhead, or stop")
+        self.files.installEventFilter(self)            # Space stays with a focused widget that uses it
         self.play_event_action = self._action("Play event", [Key.Key_Return, Key.Key_Enter], self.play_event,
                                               "Play the chosen event with a second before and after it",
                                               where=(self.files.events_table.view, self.files.timeline))
         self.auto_play_action = QtGui.QAction("Auto-play", self.window, checkable=True,
-                                              checked=True)
+                                              checked=self.window.settings.auto_play)
         self.auto_play_action.setToolTip("Play each event when J / K or the arrow keys step to it")
+        self.auto_play_action.toggled.connect(self._auto_play_toggled)
         self.next_action = self._action("Next event", [Key.Key_J], lambda: self.step(1),
                                         "Step to the next event in the table")
         self.previous_action = self._action("Previous event", [Key.Key_K], lambda: self.step(-1),
@@ -101,6 +106,20 @@ class FileTools(QtCore.QObject):
             shortcut = QtGui.QShortcut(QtGui.QKeySequence(key), self.files.timeline)
             shortcut.setContext(QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut)
             shortcut.activated.connect(lambda delta=delta: self.step(delta))
+
+    def _auto_play_toggled(self, checked: bool) -> None:
+        """Remembered between runs like the window's other choices (the window saves its settings at quit)."""
+        self.window.settings.auto_play = checked
+
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        """Space plays only where the focused widget does not use it (SPACE_USERS): before a shortcut takes a
+        key, Qt offers it to the focused widget as a ShortcutOverride, which comes up to the Files tab when
+        the widget ignores it (a combo box or a button does); accepting it here hands the key to the widget."""
+        if (event.type() == QtCore.QEvent.Type.ShortcutOverride and event.key() == Key.Key_Space
+                and isinstance(QtWidgets.QApplication.focusWidget(), SPACE_USERS)):
+            event.accept()
+            return True
+        return False
 
     def add_menus(self, menu_bar: QtWidgets.QMenuBar) -> None:
         play = menu_bar.addMenu("&Play")

@@ -624,9 +624,10 @@ class MainWindow(QtWidgets.QMainWindow):
         return written
 
     def _settle_unsaved(self, action: str, keys: list[int] | None = None) -> str:
-        """Before `action` loses live sessions that were neither exported nor recorded (of `keys`; None: all,
-        the running one too), ask "Export…, Discard, Cancel" until none is left: -> "proceed" (nothing
-        unsaved, or all exported now), "discard" or "cancel" (also when an export dialog is cancelled)."""
+        """Before `action` loses live results that no export or recording holds (Document.unsaved: sessions,
+        or the review marks made on an unrecorded one since its last export; of `keys`, None: all, the running
+        one too), ask "Export…, Discard, Cancel" until none is left: -> "proceed" (nothing unsaved, or all
+        exported now), "discard" or "cancel" (also when an export dialog is cancelled)."""
         while unsaved := [(k, text) for k, text in self.document.unsaved() if keys is None or k in keys]:
             answer = ask_unsaved(self, [text for _, text in unsaved], action)
             if answer == Button.Discard:

@@ -34,6 +34,7 @@ class AppSettings:
     recent_models: list[str] = field(default_factory=list)
     record: bool = False                 # live sessions are also recorded, as FLAC in record_dir
     record_dir: str = ""                 # "" = the user's Music folder (or home)
+    auto_play: bool = True               # Play ▸ Auto-play: stepping to an event plays it
 
     def event_config(self) -> EventConfig:
         return EventConfig(on_threshold=self.on_threshold, off_threshold=self.off_threshold,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from app.controls import LabelPanel
-from app.document import Document
+from app.document import Document, FileResult
 from app.events_table import LABEL
 from app.files_view import FilesView
 from app.live_view import LiveView
@@ -195,3 +195,37 @@ def test_marks_follow_a_changed_rule_and_the_playhead_goes_with_its_result(qtbot
     doc.set_playhead(1, 3.5)                         # no change, no signal
     doc.remove(1)
     assert moves == [(1, 3.5), None] and doc.playhead is None
+
+
+def test_review_marks_of_an_unrecorded_session_are_unsaved_until_an_export_holds_them(qtbot, ready, scene):
+    """A session that was not recorded has no recording to key its marks by in the review store: an export
+    is their only copy, so marks made or changed since the last export are unsaved like unexported windows."""
+    doc = Document(EventConfig(on_threshold=0.5, off_threshold=0.2))
+    labels = ready.loaded.labels
+    doc.set_model(ready)
+    session = LiveSession(ready.loaded, "cpu", FilePlayback(scene), 1.0, doc.rule_for(labels))
+    doc.begin_live(session)
+    for k, score in enumerate([0.1, 0.6, 0.7, 0.6, 0.1, 0.1, 0.1, 0.1]):
+        session.results.put(frame(k, labels, Dog=score))
+    session.results.put(TaggerEnd(8 * 16000 + 65920, 12.12, None, False))
+    entry = doc.end_live(session.finish(doc.poll_live()))
+    assert entry.audio is None and len(entry.events) == 1
+    doc.mark_event(entry.job, 0, "correct")
+    assert doc.unsaved() == [(entry.job, f"{entry.title}: what it found and its review marks")]
+    doc.mark_exported(entry.job, entry.timeline)              # the export wrote the windows and the mark
+    assert doc.unsaved() == []
+    dirty = []
+    doc.dirtyChanged.connect(dirty.append)
+    doc.mark_event(entry.job, 0, "wrong")                     # changed since the export
+    assert doc.unsaved() == [(entry.job, f"{entry.title}: the review marks made since its last export")]
+    assert dirty == [True]
+    doc.unmark_event(entry.job, 0)                            # taken away: the export still has one
+    assert doc.unsaved() and dirty == [True]
+    doc.mark_event(entry.job, 0, "correct")                   # as exported again: nothing to lose
+    assert doc.unsaved() == [] and dirty == [True, False]
+
+    recorded = FileResult(-99, str(scene), 21.0, entry.timeline, status="done", kind="live", recorded=True,
+                          events=list(entry.events))
+    doc.files[recorded.job] = recorded                        # its marks are the review store's (by content)
+    doc.mark_event(recorded.job, 0, "wrong")
+    assert not recorded.unsaved and doc.unsaved() == []

@@ -119,6 +119,37 @@ def test_a_sound_card_that_cannot_play_is_said_in_the_banner_and_the_window_goes
     close(window)
 
 
+def test_space_goes_to_a_focused_widget_that_uses_it_and_plays_everywhere_else_in_the_tab(qtbot, qsettings, scene,
+                                                                                         tmp_path, fake_sd):
+    window = open_files(qtbot, qsettings, tmp_path / "store", [scene])
+    files, tools, result = window.files_view, window.file_tools, window.document.done_results()[0]
+    combo = files.events_table.label_filter
+    combo.setFocus()
+    qtbot.keyClick(combo, Key.Key_Space)
+    assert combo.view().isVisible() and tools.playing is None     # the drop-down opens; nothing plays
+    QtWidgets.QApplication.processEvents()                          # the popup's window events, while it is up
+    qtbot.keyClick(combo.view(), Key.Key_Escape)                   # closed as a user does
+    assert not combo.view().isVisible() and window.isActiveWindow()
+    box = files.events_table.min_peak
+    box.setFocus()
+    qtbot.keyClick(box.lineEdit(), Key.Key_Space)
+    assert tools.playing is None
+
+    for plays, widget in enumerate((files.timeline.graphics, files.events_table.view), 1):
+        widget.setFocus()
+        qtbot.keyClick(widget, Key.Key_Space)
+        assert tools.playing == result.job, widget                 # Space plays ...
+        qtbot.waitUntil(lambda: len(fake_sd.streams) == plays, timeout=5000)
+        qtbot.keyClick(widget, Key.Key_Space)
+        assert tools.playing is None                               # ... and stops
+
+    (clear,) = [b for b in files.findChildren(QtWidgets.QPushButton) if b.text() == "Clear finished"]
+    clear.setFocus()
+    qtbot.keyClick(clear, Key.Key_Space)                           # a focused button is pressed
+    assert not window.document.files and tools.playing is None and len(fake_sd.streams) == 2
+    close(window)
+
+
 def test_an_event_through_the_virtual_output(qtbot, qsettings, scene, tmp_path, virtual_mic):
     """Real PortAudio: the private PulseAudio's null sink is the default output."""
     window = open_files(qtbot, qsettings, tmp_path / "store", [scene])

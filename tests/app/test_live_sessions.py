@@ -19,9 +19,11 @@ import app.main_window as main_window
 from app.controls import ExportRequest
 from app.workers import FileAudio
 from core.capture import FilePlayback
+from tests.app.test_listen_review import press
 from tests.app.test_window import answering, close, no_leaked_threads, open_window, start  # noqa: F401 - autouse
 
 Button = QtWidgets.QMessageBox.StandardButton
+Key = QtCore.Qt.Key
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +179,49 @@ def test_quitting_and_starting_over_ask_and_each_answer_does_what_it_says(qtbot,
     stem = f"live-{second.timeline.clock_start:%Y%m%d-%H%M%S}"
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{stem}{s}" for s in (".tags.csv", ".scores.csv",
                                                                                        ".params.csv"))
+
+
+def test_review_marks_on_an_unrecorded_session_are_asked_about_until_an_export_holds_them(qtbot, qsettings, scene,
+                                                                                          tmp_path):
+    """Its marks have no recording to be kept by in the review store: only an export made after the last
+    mark holds them."""
+    window = open_window(qtbot, qsettings, FileAudio(scene, speed=8.0))
+    doc, files = window.document, window.files_view
+    start(qtbot, window)
+    entry = ended(qtbot, window)
+    assert entry.audio is None and entry.events
+    window.tabs.setCurrentWidget(files)
+    files.select(entry.job)
+    window.run_export(ExportRequest("file", ("tags",), tmp_path, "found"))
+    assert not doc.unsaved() and not window.isWindowModified()      # what it found is exported
+
+    files.events_table.view.setFocus()
+    press(qtbot, window, Key.Key_J)
+    press(qtbot, window, Key.Key_Y)                                  # marked after the export
+    assert len(entry.marks) == 1 and window.isWindowModified()
+    lost = f"{entry.title}: the review marks made since its last export"
+    with answering(Button.Cancel) as asked:
+        window.close()
+    assert "Quitting loses" in asked[0] and lost in asked[0] and window.isVisible()
+    with answering(Button.Cancel) as asked:
+        window.remove_results([entry.job])
+    assert lost in asked[0] and entry.job in doc.files
+
+    window.run_export(ExportRequest("file", ("tags",), tmp_path, "marked"))
+    assert not doc.unsaved() and not window.isWindowModified()      # the export holds the mark
+
+    press(qtbot, window, Key.Key_N)                                  # changed: correct -> wrong
+    out = tmp_path / "on-quit"
+
+    def export_to(dialog) -> None:
+        dialog.folder.setText(str(out))
+        dialog.accept()
+    with answering(Button.Save, export_to) as asked:                 # "Export…", then quit without asking again
+        window.close()
+    assert len(asked) == 1 and lost in asked[0] and window.isHidden()
+    (tags,) = out.glob("*.tags.csv")
+    rows = list(csv.DictReader(open(tags, encoding="utf-8")))
+    assert [r["review"] for r in rows] == ["wrong"] + [""] * (len(entry.events) - 1)
 
 
 def test_quitting_while_listening_asks_and_discard_quits_at_once(qtbot, qsettings, scene):

@@ -9,7 +9,8 @@ def test_settings_round_trip(qsettings):
                            on_threshold=0.6, off_threshold=0.4, label_thresholds={"/m/0bt9lr": 0.7},
                            pinned=["/m/09x0r"],
                            input_device="USB mic", export_formats=["tags", "raven"], export_dir="/tmp/x",
-                           recent_models=["/models/ast"], record=True, record_dir="/home/me/recordings")
+                           recent_models=["/models/ast"], record=True, record_dir="/home/me/recordings",
+                           auto_play=False)
     save_settings(qsettings, settings)
     assert load_settings(qsettings) == settings
 
@@ -29,3 +30,12 @@ def test_bad_saved_values_fall_back_to_defaults(qsettings):
     assert settings.compute == "cuda"
     assert (settings.backend, settings.precision) == ("auto", "bf16")
     settings.event_config()                                  # a usable rule
+
+
+def test_a_settings_file_from_before_a_setting_existed_gets_its_default(qsettings):
+    save_settings(qsettings, AppSettings(hop_s=0.5, auto_play=False))
+    qsettings.remove("auto_play")                            # as a file written by an older version has it
+    settings = load_settings(qsettings)
+    assert settings.hop_s == 0.5 and settings.auto_play is AppSettings().auto_play is True
+    qsettings.setValue("auto_play", "1")                     # a number where a bool belongs: the default too
+    assert load_settings(qsettings).auto_play is True

@@ -14,6 +14,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.controls import ExportRequest
 from app.main_window import MainWindow
+from app.settings import load_settings
 from core.features import num_frames_for
 from app.workers import FileAudio
 from tests.app.conftest import NoAudio
@@ -355,6 +356,21 @@ def test_settings_labels_and_thresholds_are_remembered(qtbot, qsettings):
     assert again.labels_panel.thresholds() == {again.labels_panel.labels[dog].id: 0.7}
     assert again._event_config().label_thresholds == ((again.labels_panel.labels[dog].id, 0.7),)
     close(again)
+
+
+def test_auto_play_is_remembered_like_the_other_settings(qtbot, qsettings):
+    window = open_window(qtbot, qsettings, NoAudio())
+    auto_play = window.file_tools.auto_play_action
+    assert auto_play.isChecked()                              # a settings file without it: the default, on
+    auto_play.trigger()                                       # Play ▸ Auto-play, as the menu does: off
+    close(window)
+
+    again = open_window(qtbot, qsettings, NoAudio())
+    auto_play = again.file_tools.auto_play_action
+    assert not auto_play.isChecked()                          # the same settings folder remembers it
+    auto_play.trigger()                                       # on again
+    close(again)
+    assert load_settings(qsettings).auto_play
 
 
 def test_switching_the_model_while_listening_restarts_the_stream_on_the_new_model(qtbot, qsettings, scene,
