@@ -35,9 +35,11 @@ log = logging.getLogger(__name__)
 
 CLOSE_WAIT_S = 5.0           # quitting waits this long at most for marks being saved and clips being written
 Key = QtCore.Qt.Key
-# Widgets that use Space themselves (press, tick, open the drop-down, type a space): focused, they get it, not Play.
-SPACE_USERS = (QtWidgets.QAbstractButton, QtWidgets.QComboBox, QtWidgets.QAbstractSpinBox, QtWidgets.QLineEdit,
-               QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit)
+# Focused widgets that use a key themselves get it, not the tab's action: Space presses, ticks, opens a drop-down
+# or types a space; a letter or Delete jumps to an item of a drop-down or edits text.
+TYPING_USERS = (QtWidgets.QComboBox, QtWidgets.QAbstractSpinBox, QtWidgets.QLineEdit, QtWidgets.QTextEdit,
+                QtWidgets.QPlainTextEdit)
+SPACE_USERS = (QtWidgets.QAbstractButton, *TYPING_USERS)
 
 
 class FileTools(QtCore.QObject):
@@ -112,11 +114,19 @@ class FileTools(QtCore.QObject):
         self.window.settings.auto_play = checked
 
     def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
-        """Space plays only where the focused widget does not use it (SPACE_USERS): before a shortcut takes a
-        key, Qt offers it to the focused widget as a ShortcutOverride, which comes up to the Files tab when
-        the widget ignores it (a combo box or a button does); accepting it here hands the key to the widget."""
-        if (event.type() == QtCore.QEvent.Type.ShortcutOverride and event.key() == Key.Key_Space
-                and isinstance(QtWidgets.QApplication.focusWidget(), SPACE_USERS)):
+        """The tab's keys act only where the focused widget does not use them (SPACE_USERS, TYPING_USERS):
+        before a shortcut takes a key, Qt offers it to the focused widget as a ShortcutOverride, which comes up
+        to the Files tab when the widget ignores it (a combo box or a button does); accepting it here hands
+        the key to the widget."""
+        if event.type() != QtCore.QEvent.Type.ShortcutOverride:
+            return False
+        focused = QtWidgets.QApplication.focusWidget()
+        modifier = QtCore.Qt.KeyboardModifier
+        modified = event.modifiers() & ~(modifier.ShiftModifier | modifier.KeypadModifier)
+        typed = not modified and (event.text().isprintable() and event.text() != ""
+                                  or event.key() in (Key.Key_Delete, Key.Key_Backspace))
+        if (event.key() == Key.Key_Space and isinstance(focused, SPACE_USERS)
+                or typed and isinstance(focused, TYPING_USERS)):
             event.accept()
             return True
         return False

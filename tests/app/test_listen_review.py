@@ -150,6 +150,30 @@ def test_space_goes_to_a_focused_widget_that_uses_it_and_plays_everywhere_else_i
     close(window)
 
 
+
+def test_letters_go_to_a_focused_drop_down_and_review_everywhere_else_in_the_tab(qtbot, qsettings, scene, tmp_path,
+                                                                                 fake_sd):
+    """J, K, Y, N, R and Delete step and mark from the timeline or the table; a focused drop-down gets them
+    instead (a typed letter jumps to a label there), so typing into the label filter marks nothing."""
+    window = open_files(qtbot, qsettings, tmp_path / "store", [scene])
+    files, tools, result = window.files_view, window.file_tools, window.document.done_results()[0]
+    tools.auto_play_action.setChecked(False)
+    view = files.events_table.view
+    view.setFocus()
+    qtbot.keyClick(view, Key.Key_J)
+    first = view.currentIndex().row()
+    assert first >= 0                                                    # J steps to an event
+    combo = files.events_table.label_filter
+    combo.setFocus()
+    for key in (Key.Key_J, Key.Key_Y, Key.Key_N, Key.Key_Delete):
+        qtbot.keyClick(combo, key)
+    assert view.currentIndex().row() == first and not result.marks       # no step, no mark
+    combo.setCurrentIndex(0)                                             # all labels again, as the table was
+    view.setFocus()
+    qtbot.keyClick(view, Key.Key_Y)
+    assert len(result.marks) == 1                                        # the table still marks
+    close(window)
+
 def test_an_event_through_the_virtual_output(qtbot, qsettings, scene, tmp_path, virtual_mic):
     """Real PortAudio: the private PulseAudio's null sink is the default output."""
     window = open_files(qtbot, qsettings, tmp_path / "store", [scene])
