@@ -151,16 +151,21 @@ def test_the_live_bars_take_their_colour_from_the_sessions_event_rule(qtbot, rea
     assert doc.unsaved() == [] and dirty == [False]
 
 
-def test_a_finished_sessions_events_follow_the_documents_rule_like_a_files(qtbot, ready, scene):
+def finished_dog_session(ready, scene):
+    """A Document (on 0.5, off 0.2) with one finished, unrecorded live session of 8 windows: Dog 0.6-0.7 in 1-3."""
     doc = Document(EventConfig(on_threshold=0.5, off_threshold=0.2))
-    labels = ready.loaded.labels
     doc.set_model(ready)
-    session = LiveSession(ready.loaded, "cpu", FilePlayback(scene), 1.0, doc.rule_for(labels))
+    session = LiveSession(ready.loaded, "cpu", FilePlayback(scene), 1.0, doc.rule_for(ready.loaded.labels))
     doc.begin_live(session)
     for k, score in enumerate([0.1, 0.6, 0.7, 0.6, 0.1, 0.1, 0.1, 0.1]):
-        session.results.put(frame(k, labels, Dog=score))
+        session.results.put(frame(k, ready.loaded.labels, Dog=score))
     session.results.put(TaggerEnd(8 * 16000 + 65920, 12.12, None, False))
-    entry = doc.end_live(session.finish(doc.poll_live()))
+    return doc, doc.end_live(session.finish(doc.poll_live()))
+
+
+def test_a_finished_sessions_events_follow_the_documents_rule_like_a_files(qtbot, ready, scene):
+    doc, entry = finished_dog_session(ready, scene)
+    labels = ready.loaded.labels
     assert [labels[e.label_index].name for e in entry.events] == ["Dog"]
     doc.set_thresholds(0.8, 0.2)                           # the session used 0.5; its result now uses 0.8
     assert entry.events == [] and entry.unsaved
@@ -200,15 +205,7 @@ def test_marks_follow_a_changed_rule_and_the_playhead_goes_with_its_result(qtbot
 def test_review_marks_of_an_unrecorded_session_are_unsaved_until_an_export_holds_them(qtbot, ready, scene):
     """A session that was not recorded has no recording to key its marks by in the review store: an export
     is their only copy, so marks made or changed since the last export are unsaved like unexported windows."""
-    doc = Document(EventConfig(on_threshold=0.5, off_threshold=0.2))
-    labels = ready.loaded.labels
-    doc.set_model(ready)
-    session = LiveSession(ready.loaded, "cpu", FilePlayback(scene), 1.0, doc.rule_for(labels))
-    doc.begin_live(session)
-    for k, score in enumerate([0.1, 0.6, 0.7, 0.6, 0.1, 0.1, 0.1, 0.1]):
-        session.results.put(frame(k, labels, Dog=score))
-    session.results.put(TaggerEnd(8 * 16000 + 65920, 12.12, None, False))
-    entry = doc.end_live(session.finish(doc.poll_live()))
+    doc, entry = finished_dog_session(ready, scene)
     assert entry.audio is None and len(entry.events) == 1
     doc.mark_event(entry.job, 0, "correct")
     assert doc.unsaved() == [(entry.job, f"{entry.title}: what it found and its review marks")]
