@@ -23,14 +23,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import importlib
 import json
 import logging
 import math
 import os
 import threading
-import weakref
-from pathlib import Path
 from typing import Iterator, Protocol
 
 import torch
@@ -38,7 +35,7 @@ import torch
 from core.atomic import atomic_write
 from core.config import FeatureConfig, InferenceOptions, ModelConfig
 from core.errors import ConfigError
-from core.manifest import model_hash
+from core.engine_cache import backend_version, cache_root, import_openvino, weights_hash
 
 __all__ = ["Runner", "BF16_TOLERANCE", "build_runner", "describe", "resolve_device", "cpu_flags", "has_native_bf16",
            "auto_threads", "live_tagging", "gflop_per_window", "cache_root", "weights_hash", "backend_version",
@@ -147,15 +144,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def import_openvino():
-    """The openvino module, or None when it is not installed (or does not load)."""
-    try:
-        return importlib.import_module("openvino")
-    except ImportError as e:
-        log.debug("openvino is not available: %s", e)
-        return None
-
-
 def _choose_backend(options: InferenceOptions) -> tuple[str, torch.device, str | None]:
     """(backend, device, a note for the user when the wish could not be met)."""
     if options.backend == "openvino":
@@ -229,24 +217,6 @@ class TorchRunner:
 
 # ----------------------------------------------------------------------------- the bf16 verdict
 
-_HASHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def weights_hash(loaded) -> str:
-    """core.manifest.model_hash, computed once per model object (AST-base: SHA-256 over 350 MB of weights)."""
-    if loaded.model not in _HASHES:
-        _HASHES[loaded.model] = model_hash(loaded)
-    return _HASHES[loaded.model]
-
-
-def cache_root() -> Path:
-    """Converted models and precision verdicts: the per-user cache folder (platformdirs), or $AST_TAGGER_CACHE."""
-    if override := os.environ.get("AST_TAGGER_CACHE"):
-        return Path(override)
-    import platformdirs
-    return Path(platformdirs.user_cache_dir("ast-tagger")) / "backends"
-
-
 def probe_windows(features: FeatureConfig, count: int = 4) -> torch.Tensor:
     """`count` normalised windows (B, T, F) of seeded synthetic sound, alternating harmonic tones over noise and
     clicks in quieter noise at rising pitch and falling level: loud and quiet, tonal and broadband input."""
@@ -283,13 +253,6 @@ def bf16_error(loaded, runner: Runner) -> float:
         with atomic_write(path) as f:
             f.write(json.dumps({"max_score_difference": error, "tolerance": BF16_TOLERANCE}))
     return error
-
-
-def backend_version(backend: str) -> str:
-    """The installed version of a backend, as cache keys name it ('2026.4.1', '2.11.0')."""
-    if backend == "openvino":
-        return import_openvino().__version__.split("-")[0]
-    return torch.__version__.split("+")[0]
 
 
 def describe(runner: Runner) -> str:

@@ -3,7 +3,7 @@
 Used by core.backends on the thread that builds a Scorer (compilation; the conversion itself runs on one
 converter thread, see _CONVERTER) and then on the thread that owns the Scorer (inference). Why OpenVINO and not ONNX Runtime: docs/speed.md.
 
-Cache: one folder per model under core.backends.cache_root(), named by the SHA-256 of the weights (labels
+Cache: one folder per model under core.engine_cache.cache_root(), named by the SHA-256 of the weights (labels
 and features included: core.manifest.model_hash), the OpenVINO version, the input shape and CONVERSION_VERSION:
 `model.xml` + `model.bin` (fp32 IR, batch dimension dynamic) + `meta.json`. The IR holds no precision: the
 precision (and the thread count) are compile options, so fp32 and bf16 share one entry. A folder is built
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from core.backends import backend_version, cache_root, import_openvino, weights_hash
+from core.engine_cache import backend_version, cache_root, import_openvino, weights_hash
 
 __all__ = ["OpenVinoRunner", "converted_model", "entry_dir", "CONVERSION_VERSION"]
 
