@@ -372,13 +372,14 @@ class Document(QtCore.QObject):
 
     # ---- what is saved ------------------------------------------------------------------------------
 
-    def mark_exported(self, key: int | None, timeline: Timeline) -> None:
-        """An export wrote `timeline`: of result `key`, with the result's review marks as they are now (every
-        export reads them from the result, app.exporting), or of the running session (None)."""
+    def mark_exported(self, key: int | None, timeline: Timeline, with_marks: bool = True) -> None:
+        """An export wrote `timeline`: of result `key`, and (with_marks: it wrote a format with review columns,
+        core.export.REVIEW_FORMATS) the result's review marks as they are now (every export reads them from the
+        result, app.exporting); or of the running session (None)."""
         target = self.live if key is None else self.files.get(key)
         if target is not None:
             target.exported_windows = max(target.exported_windows, timeline.num_windows)
-            if key is not None:
+            if key is not None and with_marks:
                 target.exported_marks = frozenset(target.marks)
             self._update_dirty()
 

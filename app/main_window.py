@@ -24,6 +24,7 @@ from core.inputs import collect_audio, file_dialog_filter
 from core.capture import CaptureError, FilePlayback
 from core.hub import AUDIOSET_REPO
 from core.errors import ExportExistsError, TaggerError
+from core.export import REVIEW_FORMATS
 from core.modelfile import shipped_models
 from core.playback import Player
 from core.review import ReviewStore
@@ -572,19 +573,24 @@ class MainWindow(QtWidgets.QMainWindow):
     def export(self, request: ExportRequest, overwrite: bool = False) -> list[Path]:
         """Write the request (see app.exporting.write_export) and note which live results it saved."""
         current, done = self._current_file(), self.document.done_results()
+        with_marks = bool(REVIEW_FORMATS & set(request.formats))
+
+        def wrote(key: int | None, timeline: Timeline) -> None:
+            self.document.mark_exported(key, timeline, with_marks)
+
         if request.scope == "each":
             return write_each(request, self._event_config(), done, overwrite,
-                              wrote=lambda result: self.document.mark_exported(result.job, result.timeline))
+                              wrote=lambda result: wrote(result.job, result.timeline))
         key, live = self._live_scopes().get(request.scope, (None, None))
         marks = self.document.files[key].marks if key in self.document.files else ()
         written = write_export(request, self._event_config(), current, done, live, overwrite, marks)
         if request.scope == "file" and current is not None:
-            self.document.mark_exported(current.job, current.timeline)
+            wrote(current.job, current.timeline)
         elif request.scope == "batch":
             for result in done:
-                self.document.mark_exported(result.job, result.timeline)
+                wrote(result.job, result.timeline)
         elif live is not None:
-            self.document.mark_exported(key, live)
+            wrote(key, live)
         return written
 
     def export_dialog(self, scope: str | None = None) -> bool:

@@ -39,7 +39,8 @@ from core.labels import Label
 from core.review import Mark, Verdict
 from core.timeline import Event, Timeline
 
-__all__ = ["FORMATS", "DEFAULT_FORMATS", "PACKAGE_VERSION", "COMBINED_REFUSED", "code_revision", "code_version",
+__all__ = ["FORMATS", "DEFAULT_FORMATS", "REVIEW_FORMATS", "PACKAGE_VERSION", "COMBINED_REFUSED", "code_revision",
+           "code_version",
            "export_timeline", "export_combined", "reviewed_events", "target_paths", "write_export_set"]
 
 PACKAGE_VERSION = "0.1.0"
@@ -272,6 +273,7 @@ def _params_rows_of(part: _Part, config: EventConfig) -> list[list[str]]:
 
 # The formats with room for the review columns; the others write relabels and leave out events marked wrong.
 _REVIEW_HEADERS = {"tags": TAGS_REVIEW_HEADER, "raven": RAVEN_REVIEW_HEADER}
+REVIEW_FORMATS = frozenset(_REVIEW_HEADERS)   # an export holds every review mark only through one of these
 # format key -> (delimiter, header or None, rows(parts, combined)); scores and params are built in _layout.
 _WRITERS: dict[str, tuple[str, list[str] | None, Callable[[list[_Part], bool], Iterator[list[str]]]]] = {
     "tags": (",", TAGS_HEADER, _tags_rows),

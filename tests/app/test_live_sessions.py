@@ -207,6 +207,8 @@ def test_review_marks_on_an_unrecorded_session_are_asked_about_until_an_export_h
         window.remove_results([entry.job])
     assert lost in asked[0] and entry.job in doc.files
 
+    window.run_export(ExportRequest("file", ("scores", "audacity"), tmp_path, "no-review-column"))
+    assert doc.unsaved() and window.isWindowModified()              # neither format has a review column
     window.run_export(ExportRequest("file", ("tags",), tmp_path, "marked"))
     assert not doc.unsaved() and not window.isWindowModified()      # the export holds the mark
 
