@@ -6,11 +6,8 @@ Exit codes: 0 every file succeeded, 1 some failed (the others are still analysed
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import signal
 import sys
-import threading
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -25,27 +22,13 @@ from core.listen import build_parsers as build_listen_parsers
 from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, UsageError, add_event_arguments,
                           add_inference_arguments, count_above_zero, event_config_from, folder_name,
                           inference_options_from, load_model_showing_download, parse_formats,
-                          seconds_above_zero)
+                          seconds_above_zero, sigterm_as_interrupt)
 from core.runtime import limit_heap_fragmentation
 from core.tables import DATASET_FORMATS, export_file, export_targets, model_tag, require_pyarrow
 
 log = logging.getLogger(__name__)
 
 __all__ = ["main", "collect_audio", "scan_audio", "AUDIO_SUFFIXES", "add_event_arguments", "event_config_from"]
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt like Ctrl-C (main thread only), so that an export in progress is
-    rolled back instead of leaving a partial set; the previous handler is restored on exit."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_analyze(args: argparse.Namespace) -> int:

@@ -36,7 +36,8 @@ from core.export import write_export_set
 from core.inputs import NameClashError, one_line, plan_outputs, scan_audio
 from core.labels import LabelSet
 from core.options import (EXIT_FAILED, EXIT_OK, UsageError, event_config_from, folder_name,
-                          load_model_showing_download, seconds_above_zero, seconds_from_zero)
+                          load_model_showing_download, seconds_above_zero, seconds_from_zero,
+                          sigterm_as_interrupt)
 from core.review import Mark, Verdict
 from core.timeline import Event
 
@@ -141,7 +142,13 @@ def _label_indices(labels: LabelSet, text: str | None) -> set[int] | None:
 
 
 def run_clips(args: argparse.Namespace) -> int:
-    """The `clips` subcommand: analyse each file as `analyze` does, then write a clip of each event."""
+    """The `clips` subcommand: analyse each file as `analyze` does, then write a clip of each event. SIGTERM
+    is Ctrl-C here: a file's clips being written are rolled back, not left half written."""
+    with sigterm_as_interrupt():
+        return _run_clips(args)
+
+
+def _run_clips(args: argparse.Namespace) -> int:
     from core.analyze import Analyzer
     from core.scorer import Scorer
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import queue
-import signal
 import sys
-import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -19,7 +17,7 @@ from core.events import thresholds_for
 from core.labels import LabelSet
 from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_inference_arguments, count_above_zero,
                           event_config_from, inference_options_from, load_model_showing_download, parse_formats,
-                          seconds_above_zero)
+                          seconds_above_zero, sigterm_as_interrupt)
 from core.session import LiveTimeline  # noqa: F401 - its former home
 from core.session import LiveSession, Recorder, RecordingStopped
 from core.timeline import Event
@@ -73,7 +71,8 @@ def run_listen(args: argparse.Namespace) -> int:
     except CaptureError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    loaded = load_model_showing_download(args.model)
+    with sigterm_as_interrupt():                               # a download in progress: "interrupted"
+        loaded = load_model_showing_download(args.model)
     thresholds_for(loaded.labels, event_config)                # unknown --label-threshold fails early
     resolve_device(args.device)                                # ConfigError for --device cuda without a GPU
     out_dir = Path(args.out).expanduser() if args.out else Path.cwd()
@@ -131,10 +130,7 @@ def _drive(args: argparse.Namespace, session: LiveSession):
     interrupts = 0
     if limit is not None:
         capture.ring.close(limit)      # the stream ends there; the tagger never reads past it
-    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-    if previous is not None:
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
+    with sigterm_as_interrupt():
         while True:
             try:
                 try:
@@ -157,9 +153,6 @@ def _drive(args: argparse.Namespace, session: LiveSession):
                 session.stop()
                 if interrupts > 1:
                     session.tagger.stop()
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def build_parsers(sub, common_parser: Callable[[], argparse.ArgumentParser],

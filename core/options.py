@@ -8,8 +8,11 @@ Exit codes: 0 every file succeeded, 1 some failed (the others are still analysed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import signal
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 from core.config import BACKENDS, PRECISIONS, EventConfig, InferenceOptions
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "UsageError", "Parser", "add_event_arguments",
            "event_config_from", "parse_formats", "seconds_above_zero", "seconds_from_zero", "probability",
            "count_above_zero", "folder_name", "add_inference_arguments", "inference_options_from",
-           "load_model_showing_download"]
+           "load_model_showing_download", "sigterm_as_interrupt"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -168,3 +171,17 @@ def load_model_showing_download(spec: str | None, quiet: bool = False) -> Loaded
     finally:
         if bar is not None:
             bar.close()          # ends the bar's line, also before the one-line error or "interrupted"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt like Ctrl-C (main thread only), so that an export in progress is
+    rolled back instead of leaving a partial set; the previous handler is restored on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -154,6 +154,20 @@ def test_signal_during_export_leaves_no_partial_set_and_rerun_needs_no_force(tin
     assert len(list(out.iterdir())) == 3
 
 
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_while_clips_are_written_leaves_none_of_them(tiny_hf_dir, esc50_clip, tmp_path, sig):
+    """`clips` writes a file's clips as one set: SIGTERM, like Ctrl-C, rolls it back (it used to kill the
+    process in the middle of the set, leaving temp files and a lock)."""
+    out = tmp_path / "clips"
+    args = ["clips", str(esc50_clip), "--model", str(tiny_hf_dir), "--out", str(out)]
+    proc = slow_cli(*args, delay_s=2.0, mark_at=2)   # the second clip of the set is being written
+    wait_for_mark(proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert leftovers(out) == [] and not list(out.glob("*.flac"))
+
 def test_kill_9_during_export_leaves_temp_that_the_rerun_removes(tiny_hf_dir, esc50_clip, tmp_path):
     out = tmp_path / "out"
     args = ["analyze", str(esc50_clip), "--model", str(tiny_hf_dir), "--out", str(out), "--quiet"]
