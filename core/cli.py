@@ -23,8 +23,10 @@ from core.options import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, UsageError, 
                           add_inference_arguments, count_above_zero, event_config_from, folder_name,
                           inference_options_from, load_model_showing_download, parse_formats,
                           seconds_above_zero, sigterm_as_interrupt)
+from core.review import Mark, ReviewStore, match_marks
 from core.runtime import limit_heap_fragmentation
 from core.tables import DATASET_FORMATS, export_file, export_targets, model_tag, require_pyarrow
+from core.timeline import Event, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,9 @@ def _run_analyze(args: argparse.Namespace) -> int:
             require_pyarrow()
         except ImportError as e:
             raise UsageError(str(e)) from None
+    if args.cluster and args.reviews:
+        raise UsageError("--reviews reads the review marks kept on this machine, which --cluster's workers "
+                         "cannot; analyse the reviewed files without --cluster")
     if args.cluster:
         from core.cluster import cluster_address, require_ray
         try:
@@ -96,6 +101,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
     tag = model_tag(loaded.name, model_hash(loaded)) if "parquet" in formats else None
     scorer = Scorer(loaded, inference_options_from(args))
     analyzer = Analyzer(scorer, hop_s=args.hop, batch_size=args.batch_size)
+    store = ReviewStore() if args.reviews else None
     if scorer.note:
         print(one_line(f"note: {scorer.note}"), file=sys.stderr)
     print(f"model {loaded.name} ({len(loaded.labels)} labels, window {loaded.features.window_s:.2f} s, "
@@ -123,8 +129,10 @@ def _run_analyze(args: argparse.Namespace) -> int:
                 raise ExportExistsError(f"{existing[0]} already exists; pass --force to overwrite")
             timeline = analyzer.analyze(str(path), progress=progress)
             events = detect_events(timeline, event_config)
-            export_file(timeline, events, event_config, out_dir, plan.stem, formats, args.force, out_root, tag)
-            results.append((timeline, events))
+            reviews = None if store is None else _reviews(store, path, timeline, events)
+            export_file(timeline, events, event_config, out_dir, plan.stem, formats, args.force, out_root, tag,
+                        reviews)
+            results.append((timeline, events, reviews))
             if warning := timeline.extra.get("warning"):  # truncated/damaged: analysed as far as it decodes
                 failures += 1
                 tqdm.write(one_line(f"error: {path}: {warning}; {len(events)} events in what decoded -> "
@@ -148,15 +156,25 @@ def _run_analyze(args: argparse.Namespace) -> int:
     bar.close()
     if args.combined and results:
         try:
-            written = export_combined(results, event_config, combined_dir,
+            written = export_combined([(t, e) for t, e, _ in results], event_config, combined_dir,
                                       [k for k in formats if k not in DATASET_FORMATS], stem=COMBINED_STEM,
-                                      overwrite=args.force)
+                                      overwrite=args.force, reviews=[r for _, _, r in results])
             print(one_line(f"combined tables of {len(results)} files: {', '.join(str(p) for p in written)}"),
                   file=sys.stderr)
         except (TaggerError, OSError) as e:
             failures += 1
             print(one_line(f"error: combined tables: {e}"), file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _reviews(store: ReviewStore, path: Path, timeline: Timeline, events: list[Event]) -> dict[Event, Mark]:
+    """The window's review marks of `path` under the timeline's model, matched to `events` (core.review); a
+    store file that was unreadable and set aside is one note line."""
+    from tqdm import tqdm
+    kept = store.load(path, timeline.model_name)
+    if kept.warning:
+        tqdm.write(one_line(f"note: {path}: {kept.warning}"), file=sys.stderr)
+    return match_marks(events, timeline.labels, kept.marks)
 
 
 def build_analyze_parser(sub) -> None:
@@ -178,6 +196,9 @@ def build_analyze_parser(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--batch-size", type=count_above_zero, default=None, metavar="N", help="windows per model call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--reviews", action="store_true",
+                   help="add the review marks made in the window (of these recordings, under this model): review "
+                        "columns in tags, raven and parquet; relabels and wrong marks in the other formats")
     p.add_argument("--cluster", default=None, metavar="ray|ray://HOST:PORT",
                    help="analyse on Ray (pip install '.[cluster]'): 'ray' starts one here (or joins RAY_ADDRESS); "
                         "resumable through a manifest in --out (docs/scale.md)")
