@@ -40,8 +40,7 @@ from core.review import Mark, Verdict
 from core.timeline import Event, Timeline
 
 __all__ = ["FORMATS", "DEFAULT_FORMATS", "REVIEW_FORMATS", "PACKAGE_VERSION", "COMBINED_REFUSED", "code_revision",
-           "code_version",
-           "export_timeline", "export_combined", "reviewed_events", "target_paths", "write_export_set"]
+           "code_version", "export_timeline", "export_combined", "reviewed_events", "target_paths", "write_export_set"]
 
 PACKAGE_VERSION = "0.1.0"
 
